@@ -1,0 +1,43 @@
+"""Shared fixtures: the paper's retina data (../shared/data/retina), deterministic torch, small thread counts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _retina_dir() -> Path:
+    env = os.environ.get("CUTS_RETINA_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data" / "retina"
+
+
+@pytest.fixture(scope="session")
+def retina_dir() -> Path:
+    """The 56 fundus images with expert GA masks. Missing data fails the test (CI always has it)."""
+    path = _retina_dir()
+    if not (path / "image_with_GA").is_dir():
+        pytest.fail(f"retina data not found at {path} (set CUTS_RETINA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def retina_pairs(retina_dir: Path) -> list[tuple[Path, Path]]:
+    """(image, label) paths paired by number, sorted."""
+    pairs = []
+    for image in sorted((retina_dir / "image_with_GA").glob("image*.png")):
+        number = image.stem.replace("image", "")
+        label = retina_dir / "label_with_GA" / f"label{number}.npy"
+        if label.is_file():
+            pairs.append((image, label))
+    assert len(pairs) == 56, f"expected 56 retina pairs, found {len(pairs)}"
+    return pairs
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    np.random.seed(0)

@@ -1,0 +1,96 @@
+"""Geometry conversions and hierarchy files: the shared types every other module relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from CUTSSegmentationLib.errors import InputError
+from CUTSSegmentationLib.hierarchy import Hierarchy
+from CUTSSegmentationLib.imagedata import Geometry, ImageData
+from CUTSSegmentationLib.progress import LineProgress, parse_progress_line
+
+
+def oblique_geometry() -> Geometry:
+    angle = np.deg2rad(30)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    return Geometry(spacing=(0.5, 0.7, 2.0), origin=(10.0, -20.0, 5.0), direction=tuple(rot.reshape(-1)))
+
+
+def test_index_lps_ras_round_trip() -> None:
+    geo = oblique_geometry()
+    idx = np.array([3.0, 7.0, 2.0])
+    assert np.allclose(geo.lps_to_index(geo.index_to_lps(idx)), idx)
+    assert np.allclose(geo.ras_to_index(geo.index_to_ras(idx)), idx)
+    ras = geo.index_to_ras(idx)
+    lps = geo.index_to_lps(idx)
+    assert np.allclose(ras, [-lps[0], -lps[1], lps[2]])
+
+
+def test_ijk_to_ras_matrix_round_trip() -> None:
+    geo = oblique_geometry()
+    m = geo.ijk_to_ras_matrix()
+    idx = np.array([1.0, 2.0, 3.0, 1.0])
+    assert np.allclose((m @ idx)[:3], geo.index_to_ras(idx[:3]))
+    back = Geometry.from_ijk_to_ras_matrix(m)
+    assert np.allclose(back.spacing, geo.spacing)
+    assert np.allclose(back.origin, geo.origin)
+    assert np.allclose(back.direction, geo.direction)
+
+
+def test_imagedata_shapes() -> None:
+    img = ImageData(np.zeros((1, 4, 5, 3), np.float32), is_2d=True)
+    assert img.spatial_shape == (4, 5) and img.channels == 3 and img.n_pixels == 20
+    vol = ImageData(np.zeros((2, 4, 5, 1), np.float32))
+    assert vol.spatial_shape == (2, 4, 5)
+    with pytest.raises(ValueError):
+        ImageData(np.zeros((2, 4, 5, 1), np.float32), is_2d=True)
+
+
+def _tiny_hierarchy() -> Hierarchy:
+    atom_map = np.array([[0, 0, 1], [2, 2, 3]], dtype=np.uint16)
+    merge_tree = np.array([[0, 1, 2, 3], [0, 0, 2, 2], [0, 0, 0, 0]], dtype=np.uint16)
+    levels = np.stack([merge_tree[s][atom_map] + 1 for s in (1, 2)]).astype(np.uint16)
+    return Hierarchy(
+        levels=levels,
+        n_clusters=[2, 1],
+        level_steps=[1, 2],
+        atom_map=atom_map,
+        merge_tree=merge_tree,
+        persistent=levels[0],
+        geometry=oblique_geometry(),
+        info={"method": "test"},
+    )
+
+
+def test_hierarchy_save_load(tmp_path) -> None:
+    h = _tiny_hierarchy()
+    path = h.save(tmp_path / "h.npz")
+    back = Hierarchy.load(path)
+    assert back.levels.dtype == np.uint16
+    assert np.array_equal(back.levels, h.levels)
+    assert np.array_equal(back.step_map(1), h.levels[0])
+    assert back.geometry == h.geometry
+    assert back.info["method"] == "test"
+    assert [p.name for p in tmp_path.iterdir()] == ["h.npz"]
+
+
+def test_hierarchy_load_rejects_foreign_file(tmp_path) -> None:
+    bad = tmp_path / "x.npz"
+    np.savez(bad, levels=np.zeros((1, 2, 2)))
+    with pytest.raises(InputError):
+        Hierarchy.load(bad)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(InputError):
+        Hierarchy.load(tmp_path / "junk.npz")
+    with pytest.raises(InputError):
+        Hierarchy.load(tmp_path / "missing.npz")
+
+
+def test_progress_lines_round_trip(capsys) -> None:
+    import sys
+
+    LineProgress(stream=sys.stdout, min_interval=0)("train", 0.25, "loss 0.1")
+    out = capsys.readouterr().out
+    assert parse_progress_line(out) == ("train", 0.25, "loss 0.1")
+    assert parse_progress_line("hello world") is None
