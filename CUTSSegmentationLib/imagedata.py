@@ -76,6 +76,8 @@ class ImageData:
     geometry: Geometry = field(default_factory=Geometry)
     is_2d: bool = False
     source: Optional[str] = None
+    #: numpy dtype name of the pixels as stored in the file ("uint8" for PNG/JPG); picks the normalisation.
+    source_dtype: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.array.ndim != 4:
