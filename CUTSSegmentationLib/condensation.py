@@ -1,0 +1,353 @@
+"""Diffusion condensation (CUTS paper eq. 1-4) without ever forming an N x N matrix over pixels.
+
+The paper condenses all N = H x W pixel embeddings: Gaussian affinities K = exp(-|x_m - x_n|^2 / eps),
+the diffusion operator P = D^-1 K, and X <- P X repeated; points that come closer than a merge threshold
+merge, the bandwidth eps grows while nothing merges, and the levels kept are those where the number of
+clusters settles. Its authors run it through Multiscale PHATE, which needs ~174 s and ~10 GB for one
+128 x 128 image, because every step touches all-pairs structures over the pixels.
+
+We keep that process and its meaning, but run it on a few thousand *weighted atoms*:
+
+1. Pre-aggregation. Pixels whose embeddings are nearly identical would merge in the very first steps of
+   the full process anyway. A seeded k-means (in a PCA projection of the embeddings, chunked, on CPU or
+   GPU) groups the N pixels into M <= `n_atoms` atoms; an atom is its members' mean with weight = count.
+2. Exact weighted condensation over the atoms. An atom of weight w stands for w coincident points, so the
+   full operator restricted to atoms is K_ij * w_j / sum_j K_ij * w_j. After each diffusion step, atoms
+   closer than the merge threshold merge (union-find over the pairs; weighted mean position, summed weight,
+   and the id of the heaviest member, so a structure keeps its id from level to level). eps grows by
+   `bandwidth_growth` at every diffusion step, as in Multiscale PHATE, until one cluster is left.
+3. Levels. The cluster count is non-increasing; a *plateau* is a run of diffusion steps that leaves it
+   unchanged, and its length (in steps, i.e. in log-bandwidth) is how long that granularity survives a
+   growing kernel. The kept levels are the plateaus where the count settles (length >= `min_plateau`)
+   with 2 .. `max_clusters` clusters, at most `max_levels` of them (the longest), finest first.
+
+The merge tree (cluster id of every atom after every merge event) is returned in full, so any step can be
+rebuilt later as `merge_tree[t][atom_labels]` without recomputation. Memory is O(N * pca_dim) for the
+projection plus O(M^2) for the atom kernel; for volumes all slices are condensed jointly, so a label
+means the same structure in every slice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
+
+
+@dataclass
+class CondensationConfig:
+    """Knobs of the fast condensation; the defaults are what the benchmarks in docs/ were measured with."""
+
+    #: upper bound on the number of weighted atoms the pixels are pre-aggregated into
+    n_atoms: int = 2048
+    #: PCA dimensions used for pre-aggregation and condensation (the embedding's own size if smaller)
+    pca_dim: int = 32
+    #: Lloyd iterations of the pre-aggregation k-means
+    kmeans_iters: int = 4
+    #: pixels sampled to fit PCA and initialise k-means
+    sample_size: int = 65536
+    #: eps is multiplied by this at every diffusion step (Multiscale PHATE uses 1.025)
+    bandwidth_growth: float = 1.025
+    #: initial eps as a multiple of the median squared distance of an atom to its nearest atom
+    initial_bandwidth: float = 1.0
+    #: atoms closer than this multiple of the median nearest-atom distance merge
+    merge_factor: float = 0.1
+    #: a level must keep its cluster count for at least this many diffusion steps
+    min_plateau: int = 2
+    #: coarsest and finest cluster counts a kept level may have
+    min_clusters: int = 2
+    max_clusters: int = 128
+    #: at most this many levels are kept (the longest plateaus)
+    max_levels: int = 30
+    #: safety stop on the number of diffusion steps
+    max_steps: int = 5000
+    seed: int = 0
+    #: pixels per chunk when assigning pixels to atoms (bounds temporary memory)
+    chunk_size: int = 8192
+
+
+@dataclass
+class CondensationResult:
+    """Everything condensation learned; `hierarchy.Hierarchy` is built from it."""
+
+    atom_labels: np.ndarray  # (N,) atom index of each pixel
+    atom_weights: np.ndarray  # (M,) pixels per atom
+    merge_tree: np.ndarray  # (T, M) cluster id (an atom index) of each atom after each merge event
+    event_clusters: np.ndarray  # (T,) cluster count after each merge event
+    level_events: np.ndarray  # (L,) row of merge_tree for each kept level, finest first
+    level_clusters: np.ndarray  # (L,) cluster count of each kept level
+    plateau_lengths: np.ndarray  # (T,) diffusion steps each merge-event state survived
+    timings: dict[str, float] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    def level_labels(self, level: int) -> np.ndarray:
+        """(N,) cluster id + 1 of every pixel at kept level `level`."""
+        tree = self.merge_tree[self.level_events[level]]
+        return tree[self.atom_labels].astype(np.int64) + 1
+
+
+# ----------------------------------------------------------------------------- pre-aggregation
+def _as_tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+
+
+def _pca_basis(sample: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and top-`dim` principal axes of a sample (eigen-decomposition of a D x D covariance)."""
+    mean = sample.mean(0)
+    centred = sample - mean
+    cov = centred.T @ centred / max(1, sample.shape[0] - 1)
+    evals, evecs = torch.linalg.eigh(cov.double())
+    order = torch.argsort(evals, descending=True)[:dim]
+    return mean, evecs[:, order].to(sample.dtype)
+
+
+def _project_all(
+    embeddings: np.ndarray, mean: torch.Tensor, basis: torch.Tensor, chunk: int, device: torch.device
+) -> torch.Tensor:
+    """(N, pca_dim) float32 projection, computed chunk by chunk so float16 inputs are never copied whole."""
+    n = embeddings.shape[0]
+    out = torch.empty((n, basis.shape[1]), dtype=torch.float32, device=device)
+    for start in range(0, n, chunk):
+        block = _as_tensor(embeddings[start : start + chunk], device)
+        if not bool(torch.isfinite(block).all()):
+            raise InputError("embeddings contain NaN or Inf")
+        out[start : start + chunk] = (block - mean) @ basis
+    return out
+
+
+def _nearest_centroid(points: torch.Tensor, centroids: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Index of the nearest centroid of each point, chunked: never more than chunk x M distances."""
+    c_sq = (centroids * centroids).sum(1)
+    labels = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
+    for start in range(0, points.shape[0], chunk):
+        # |x|^2 is constant per row and does not change the argmin: score = |c|^2 - 2 x.c, one fused GEMM.
+        scores = torch.addmm(c_sq[None, :], points[start : start + chunk], centroids.T, beta=1.0, alpha=-2.0)
+        labels[start : start + chunk] = torch.argmin(scores, dim=1)
+    return labels
+
+
+def _kmeans(
+    points: torch.Tensor, k: int, iters: int, generator: torch.Generator, sample_size: int, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Seeded Lloyd k-means: init on a random sample, refine on the sample, finish with full passes.
+
+    Returns (labels (N,), centroids (M, d), weights (M,)) with empty clusters removed and labels compacted.
+    """
+    n = points.shape[0]
+    device = points.device
+    sample_idx = torch.randperm(n, generator=generator)[: min(n, sample_size)].to(device)
+    sample = points[sample_idx]
+    init = torch.randperm(sample.shape[0], generator=generator)[:k].to(device)
+    centroids = sample[init].clone()
+    # Cheap refinement on the sample, then full-data passes (the last one only assigns).
+    full_passes = 2 if n > sample.shape[0] else iters
+    sample_passes = max(0, iters - full_passes)
+    for source, passes in ((sample, sample_passes), (points, full_passes)):
+        for _ in range(passes):
+            labels = _nearest_centroid(source, centroids, chunk)
+            sums = torch.zeros_like(centroids).index_add_(0, labels, source)
+            counts = torch.bincount(labels, minlength=centroids.shape[0]).to(source.dtype)
+            filled = counts > 0
+            centroids[filled] = sums[filled] / counts[filled, None]
+    labels = _nearest_centroid(points, centroids, chunk)
+    counts = torch.bincount(labels, minlength=centroids.shape[0])
+    used = torch.nonzero(counts > 0).squeeze(1)
+    remap = torch.full((centroids.shape[0],), -1, dtype=torch.int64, device=device)
+    remap[used] = torch.arange(used.numel(), device=device)
+    labels = remap[labels]
+    sums = torch.zeros((used.numel(), points.shape[1]), dtype=points.dtype, device=device)
+    sums.index_add_(0, labels, points)
+    weights = counts[used].to(points.dtype)
+    return labels, sums / weights[:, None], weights
+
+
+# ----------------------------------------------------------------------------- condensation proper
+def _components(close: np.ndarray, m: int) -> np.ndarray:
+    """Connected components of the 'closer than threshold' graph (sparse, via scipy)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows, cols = close
+    graph = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(m, m))
+    _, comp = connected_components(graph, directed=False)
+    return comp
+
+
+class _AtomGeometry:
+    """Pairwise structure of the current atoms from ONE Gram matrix per step.
+
+    `a[i, j] = |x_j|^2 - 2 x_i.x_j` differs from the squared distance |x_i - x_j|^2 only by |x_i|^2, a
+    per-row constant: it gives both the nearest-neighbour test for merging (add |x_i|^2 back) and the
+    diffusion operator (a row constant cancels in the row normalisation P = D^-1 K).
+    """
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.sq = (x * x).sum(1)
+        self.a = torch.addmm(self.sq[None, :], x, x.T, beta=1.0, alpha=-2.0)
+
+    def nearest_sq(self) -> torch.Tensor:
+        """Squared distance of each atom to its nearest other atom."""
+        diag = self.a.diagonal().clone()
+        self.a.fill_diagonal_(float("inf"))
+        nearest = (self.a.min(dim=1).values + self.sq).clamp_(min=0.0)
+        self.a.diagonal().copy_(diag)
+        return nearest
+
+    def close_pairs(self, merge_sq: float) -> tuple[np.ndarray, np.ndarray]:
+        d2 = self.a + self.sq[:, None]
+        rows, cols = torch.nonzero(torch.triu(d2 < merge_sq, diagonal=1), as_tuple=True)
+        return rows.cpu().numpy(), cols.cpu().numpy()
+
+    def diffusion_operator(self, eps: float, log_w: torch.Tensor) -> torch.Tensor:
+        """P = D^-1 K W with K = exp(-|x_i - x_j|^2 / eps) (eq. 1-3), weights w_j = pixels per atom."""
+        logits = self.a.mul_(-1.0 / eps).add_(log_w[None, :])
+        return torch.softmax(logits, dim=1)
+
+
+def _condense_atoms(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    config: CondensationConfig,
+    progress: ProgressCallback,
+    cancel: Optional[CancelToken],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted diffusion condensation of M atoms down to one cluster.
+
+    Returns merge_tree (T, M), cluster count per event (T,), diffusion steps each event's state lasted (T,).
+    """
+    m0 = x.shape[0]
+    ids = np.arange(m0, dtype=np.int64)  # cluster id (an atom index) of each active point
+    atom_to_active = np.arange(m0, dtype=np.int64)  # which active point each atom belongs to
+    geo = _AtomGeometry(x)
+    nearest = geo.nearest_sq()
+    nn_sq = float(torch.median(nearest).item()) if m0 > 1 else 1.0
+    if not math.isfinite(nn_sq) or nn_sq <= 0:
+        nn_sq = max(float(nearest.max().item()), 1e-12)
+    eps = config.initial_bandwidth * nn_sq
+    merge_sq = (config.merge_factor**2) * nn_sq
+    # Beyond this bandwidth the kernel is flat over all points; growing eps further changes nothing.
+    spread = float(((x - x.mean(0)) ** 2).sum(1).max().item())
+    max_eps = 4.0 * spread * 1e3 + eps
+
+    tree_rows = [ids[atom_to_active].copy()]
+    counts = [m0]
+    lengths = [0]
+    steps = 0
+    while x.shape[0] > 1 and steps < config.max_steps:
+        check_cancel(cancel)
+        if float(nearest.min().item()) < merge_sq:
+            m = x.shape[0]
+            comp = _components(geo.close_pairs(merge_sq), m)
+            n_comp = int(comp.max()) + 1
+            comp_t = torch.from_numpy(comp).to(x.device)
+            wsum = torch.zeros(n_comp, dtype=x.dtype, device=x.device).index_add_(0, comp_t, w)
+            xsum = torch.zeros((n_comp, x.shape[1]), dtype=x.dtype, device=x.device)
+            xsum.index_add_(0, comp_t, x * w[:, None])
+            # The heaviest member names the merged cluster (ties: lowest id), so big structures keep ids.
+            order = np.lexsort((ids, -w.cpu().numpy(), comp))
+            _, first = np.unique(comp[order], return_index=True)
+            ids = ids[order[first]]
+            x = xsum / wsum[:, None]
+            w = wsum
+            atom_to_active = comp[atom_to_active]
+            tree_rows.append(ids[atom_to_active].copy())
+            counts.append(n_comp)
+            lengths.append(0)
+        else:
+            # One diffusion step X <- P X with the weighted operator (eq. 1-4 on atoms).
+            eps = min(eps * config.bandwidth_growth, max_eps)
+            x = geo.diffusion_operator(eps, torch.log(w)) @ x
+            lengths[-1] += 1
+            steps += 1
+            if steps % 10 == 0:
+                done = 1.0 - math.log(max(x.shape[0], 1)) / math.log(max(m0, 2))
+                progress("condense", 0.1 + 0.9 * done, f"{x.shape[0]} clusters")
+        geo = _AtomGeometry(x)
+        nearest = geo.nearest_sq()
+    if x.shape[0] > 1:  # safety stop reached: close the tree with one final merge
+        tree_rows.append(np.full(m0, ids[int(torch.argmax(w))], dtype=np.int64))
+        counts.append(1)
+        lengths.append(0)
+    tree = np.stack(tree_rows)
+    dtype = np.uint16 if m0 <= np.iinfo(np.uint16).max else np.uint32
+    return tree.astype(dtype), np.asarray(counts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+
+
+def select_levels(
+    counts: np.ndarray, lengths: np.ndarray, config: CondensationConfig
+) -> np.ndarray:
+    """Merge events whose state is a settled granularity: long plateaus of the cluster count, finest first."""
+    eligible = np.nonzero(
+        (counts >= config.min_clusters) & (counts <= config.max_clusters) & (lengths >= config.min_plateau)
+    )[0]
+    if eligible.size == 0:
+        # No plateau long enough: fall back to the longest-lived states with more than one cluster.
+        candidates = np.nonzero((counts >= config.min_clusters) & (lengths > 0))[0]
+        if candidates.size == 0:
+            candidates = np.nonzero(counts >= 1)[0][-1:]
+        eligible = candidates
+    if eligible.size > config.max_levels:
+        keep = eligible[np.argsort(-lengths[eligible], kind="stable")[: config.max_levels]]
+        eligible = np.sort(keep)
+    return eligible.astype(np.int64)
+
+
+def condense(
+    embeddings: np.ndarray,
+    config: Optional[CondensationConfig] = None,
+    device: Optional[torch.device] = None,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
+) -> CondensationResult:
+    """Condense (N, D) pixel embeddings (float16 or float32, rows in raster order) into a hierarchy."""
+    config = config or CondensationConfig()
+    device = device or torch.device("cpu")
+    if embeddings.ndim != 2 or embeddings.shape[0] < 2:
+        raise InputError("condensation needs at least two pixels with embeddings")
+    timings: dict[str, float] = {}
+    n, d = embeddings.shape
+    generator = torch.Generator().manual_seed(config.seed)
+
+    t0 = time.perf_counter()
+    progress("condense", 0.0, "projecting embeddings")
+    sample_idx = torch.randperm(n, generator=generator)[: min(n, config.sample_size)].numpy()
+    sample = _as_tensor(embeddings[np.sort(sample_idx)], device)
+    if not bool(torch.isfinite(sample).all()):
+        raise InputError("embeddings contain NaN or Inf")
+    dim = min(config.pca_dim, d)
+    mean, basis = _pca_basis(sample, dim)
+    projected = _project_all(embeddings, mean, basis, config.chunk_size, device)
+    timings["pca_s"] = time.perf_counter() - t0
+    check_cancel(cancel)
+
+    t0 = time.perf_counter()
+    progress("condense", 0.05, "pre-aggregating pixels into atoms")
+    k = min(config.n_atoms, n)
+    labels, atoms, weights = _kmeans(projected, k, config.kmeans_iters, generator, config.sample_size, config.chunk_size)
+    del projected
+    timings["preaggregation_s"] = time.perf_counter() - t0
+    check_cancel(cancel)
+
+    t0 = time.perf_counter()
+    tree, counts, lengths = _condense_atoms(atoms, weights, config, progress, cancel)
+    timings["condensation_s"] = time.perf_counter() - t0
+    level_events = select_levels(counts, lengths, config)
+    progress("condense", 1.0, f"{len(level_events)} levels")
+    return CondensationResult(
+        atom_labels=labels.cpu().numpy(),
+        atom_weights=weights.cpu().numpy(),
+        merge_tree=tree,
+        event_clusters=counts,
+        level_events=level_events,
+        level_clusters=counts[level_events],
+        plateau_lengths=lengths,
+        timings=timings,
+        config=asdict(config),
+    )
