@@ -235,6 +235,19 @@ def test_push_accepts_2d_label_maps_and_custom_names_colours(scene):
     assert segmentation_to_label_map(segmentation, volume).reshape(10, 12).tolist() == labels.tolist()
 
 
+def test_partial_names_and_colours_fall_back_to_defaults(scene):
+    volume = image_to_volume_node(scene, make_image(), "input")
+    labels = block_labels(n=3)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    push_level_to_segmentation(labels, segmentation, volume, names=["first"], colors=[(1.0, 0.0, 0.0)])
+    seg = segmentation.GetSegmentation()
+    values = present_labels(labels)
+    names = [seg.GetNthSegment(i).GetName() for i in range(3)]
+    assert names == ["first", f"Cluster {values[1]}", f"Cluster {values[2]}"]
+    assert seg.GetNthSegment(0).GetColor() == (1.0, 0.0, 0.0)
+    assert tuple(seg.GetNthSegment(2).GetColor()) == pytest.approx(label_colors(values)[int(values[2])])
+
+
 def test_label_map_of_another_shape_is_refused(scene):
     volume = image_to_volume_node(scene, make_image(), "input")
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
@@ -391,3 +404,25 @@ def test_store_refuses_a_hierarchy_of_another_volume(scene):
         store_hierarchy_in_scene(scene, make_hierarchy(), volume)
     with pytest.raises(InputError):
         load_hierarchy_from_scene(volume)
+
+
+def test_bridge_uses_no_qt_and_no_scene_global():
+    """Same code in Slicer and under slicer-core: no Qt/CTK imports, no slicer.app, no slicer.mrmlScene global."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "CUTSSegmentation" / "CUTSSegmentationMRML"
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [] if node.level else [node.module or ""]  # relative: the package itself
+            else:
+                names = []
+            for name in names:
+                root = name.split(".")[0]
+                assert root in {"__future__", "collections", "colorsys", "json", "os", "tempfile", "pathlib",
+                                "typing", "numpy", "slicer", "vtk", "CUTSSegmentationLib"}, (source, name)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "slicer":
+                assert node.attr not in {"app", "mrmlScene", "modules", "qMRMLUtils"}, (source, node.attr)

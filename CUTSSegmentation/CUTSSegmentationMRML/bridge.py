@@ -246,7 +246,7 @@ def push_level_to_segmentation(
         raise InputError("select an output segmentation")
     labels = _as_volume_labels(label_map, reference_volume_node)
     values = present_labels(labels)
-    default_colors = label_colors(values) if colors is None or isinstance(colors, Mapping) else {}
+    default_colors = label_colors(values)  # also fills labels a partial names/colors argument leaves out
 
     layer = slicer.vtkOrientedImageData()
     _set_image_from_array(layer, labels)

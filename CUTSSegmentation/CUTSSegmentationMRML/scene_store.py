@@ -196,8 +196,8 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     geometry_json = json.loads(hierarchy_node.GetAttribute("CUTS.Geometry"))
     info = json.loads(hierarchy_node.GetAttribute("CUTS.Info") or "{}")
 
-    atom_map = _read_labelmap(hierarchy_node.GetNodeReference(_REF["atom_map"]), "atom map")
-    atom_map = atom_map.reshape(shape).astype(dtypes.get("atom_map", atom_map.dtype.name), copy=False)
+    stored_atoms = _read_labelmap(hierarchy_node.GetNodeReference(_REF["atom_map"]), "atom map").reshape(shape)
+    atom_map = stored_atoms.astype(dtypes.get("atom_map", stored_atoms.dtype.name), copy=False)
     merge_tree = _read_labelmap(hierarchy_node.GetNodeReference(_REF["merge_tree"]), "merge tree")[0]
     merge_tree = merge_tree.astype(dtypes.get("merge_tree", merge_tree.dtype.name), copy=False)
 
@@ -206,9 +206,11 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     if levels_node is not None:
         levels = _read_labelmap(levels_node, "levels").reshape((len(level_steps),) + shape)
     else:
+        # One gather per level through a per-step lookup table, on the compact stored atom map.
         levels = np.empty((len(level_steps),) + shape, dtype=levels_dtype)
         for i, step in enumerate(level_steps):
-            levels[i] = merge_tree[int(step)][atom_map].astype(np.int64) + 1
+            lut = (merge_tree[int(step)].astype(np.int64) + 1).astype(levels_dtype)
+            np.take(lut, stored_atoms, out=levels[i])
     levels = levels.astype(levels_dtype, copy=False)
 
     persistent = None
@@ -241,7 +243,8 @@ def find_hierarchy_nodes(scene: Any, reference_volume_node: Optional[Any] = None
         node = scene.GetNthNodeByClass(index, "vtkMRMLTableNode")
         if node.GetAttribute(ROLE) != ROLE_HIERARCHY:
             continue
-        if reference_volume_node is not None and node.GetNodeReferenceID(_REF["reference"]) != reference_volume_node.GetID():
+        wanted = reference_volume_node.GetID() if reference_volume_node is not None else None
+        if wanted is not None and node.GetNodeReferenceID(_REF["reference"]) != wanted:
             continue
         found.append(node)
     return found
