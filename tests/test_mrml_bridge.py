@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
+import slicer  # noqa: E402  (PyPI slicer-core, a test requirement: missing it fails, never skips)
 import vtk  # noqa: E402  (slicer-core pins its own vtk)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CUTSSegmentation"))
@@ -302,7 +302,7 @@ def test_label_at_seed_on_a_2d_map():
 
 # --------------------------------------------------------------------------- export
 def test_exported_seg_nrrd_reads_back_with_slicerio(scene, tmp_path):
-    slicerio = pytest.importorskip("slicerio")
+    import slicerio
     image = make_image()
     volume = image_to_volume_node(scene, image, "input")
     labels = block_labels(n=5)
