@@ -1,0 +1,275 @@
+"""The `cuts` command line: demo, train, segment, binarize.
+
+Also run as `python -m CUTSSegmentationLib`, which is how the Slicer module's background process calls it
+(with `--progress lines`, machine-readable progress on stdout). Any user-fixable problem ends with ONE
+line on stderr and a non-zero exit code (2 for bad input, 3 for a bad model file, 4 for not enough
+memory, 130 when cancelled); outputs are staged in a temporary folder and moved into place only when the
+whole job succeeded, so nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import CancelledError, CUTSError, InputError, ModelFileError, ResourceError
+from .progress import ConsoleProgress, LineProgress, ProgressCallback, no_progress
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+EXIT_MODEL = 3
+EXIT_MEMORY = 4
+EXIT_CANCELLED = 130
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _progress(kind: str) -> ProgressCallback:
+    if kind == "lines":
+        return LineProgress(sys.stdout)
+    if kind == "none":
+        return no_progress
+    return ConsoleProgress(sys.stderr)
+
+
+def _parse_floats(text: str, name: str, counts: Sequence[int]) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{name} must be comma-separated numbers, got '{text}'") from None
+    if len(values) not in counts:
+        raise InputError(f"{name} needs {' or '.join(map(str, counts))} numbers, got '{text}'")
+    return values
+
+
+@contextlib.contextmanager
+def staged_directory(out: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `out`; on success move its files into `out`, on failure remove it.
+
+    Files already in `out` that the job does not produce are left alone; a folder `out` that did not
+    exist before a failed job is not created.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-partial-", dir=str(out.parent)))
+    try:
+        yield stage
+        out.mkdir(parents=True, exist_ok=True)
+        for item in stage.iterdir():
+            target = out / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            item.replace(target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_segmentation_outputs(hierarchy, image, folder: Path) -> list[Path]:
+    """hierarchy.npz, persistent.nrrd, segmentation.seg.nrrd and levels.png for one segmented input."""
+    from .imageio import write_label_image
+    from .montage import save_montage
+    from .segnrrd import write_seg_nrrd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [hierarchy.save(folder / "hierarchy.npz")]
+    persistent = hierarchy.persistent if hierarchy.persistent is not None else hierarchy.levels[-1]
+    written.append(write_label_image(persistent, hierarchy.geometry, folder / "persistent.nrrd", hierarchy.is_2d))
+    present = [int(v) for v in np.unique(persistent) if v != 0]
+    names = {v: f"Structure {v}" for v in present}
+    written.append(
+        write_seg_nrrd(persistent, hierarchy.geometry, folder / "segmentation.seg.nrrd", names=names, is_2d=hierarchy.is_2d)
+    )
+    written.append(save_montage(hierarchy, folder / "levels.png", image=image.array))
+    return written
+
+
+def _load_model(path: Optional[str], device: str):
+    if path is None:
+        return None
+    from .modelfile import load_model
+
+    return load_model(path, device="cpu")
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from .imageio import collect_inputs, read_image
+    from .modelfile import save_model
+    from .pipeline import train
+
+    paths = collect_inputs(args.inputs)
+    images = [read_image(p) for p in paths]
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise InputError(f"--out must end in .safetensors, got '{out}'")
+    start = time.perf_counter()
+    model = train(
+        images,
+        epochs=args.epochs,
+        device=args.device,
+        seed=args.seed,
+        progress=_progress(args.progress),
+        checkpoint_path=str(out) if args.checkpoint else None,
+    )
+    save_model(model, out)
+    print(f"trained on {len(images)} input(s) in {time.perf_counter() - start:.1f} s -> {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .imageio import read_image
+    from .pipeline import segment
+
+    image = read_image(args.input)
+    model = _load_model(args.model, args.device)
+    start = time.perf_counter()
+    hierarchy = segment(
+        image,
+        model,
+        device=args.device,
+        train_epochs=args.epochs,
+        seed=args.seed,
+        progress=_progress(args.progress),
+    )
+    with staged_directory(Path(args.out)) as stage:
+        write_segmentation_outputs(hierarchy, image, stage)
+    counts = ", ".join(str(int(c)) for c in hierarchy.n_clusters)
+    print(
+        f"{hierarchy.n_levels} levels ({counts} clusters) in {time.perf_counter() - start:.1f} s -> {args.out}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_binarize(args: argparse.Namespace) -> int:
+    from .binarize import binarize_at_seed
+    from .hierarchy import Hierarchy
+    from .imageio import write_label_image
+
+    hierarchy = Hierarchy.load(args.hierarchy)
+    if (args.seed is None) == (args.seed_ras is None):
+        raise InputError("give exactly one of --seed X,Y[,Z] (voxel indices) or --seed-ras R,A,S (millimetres)")
+    if args.seed is not None:
+        seed = _parse_floats(args.seed, "--seed", (2, 3))
+    else:
+        seed = tuple(hierarchy.geometry.ras_to_index(_parse_floats(args.seed_ras, "--seed-ras", (3,))))
+        if hierarchy.is_2d:
+            seed = seed[:2] + (round(seed[2]),)
+    level = args.level
+    if level == "persistent":
+        if hierarchy.persistent is None:
+            raise InputError("this hierarchy has no persistent map; choose --level K")
+        labels = hierarchy.persistent
+    else:
+        try:
+            k = int(level)
+        except ValueError:
+            raise InputError(f"--level must be an integer level index or 'persistent', got '{level}'") from None
+        if not -hierarchy.n_levels <= k < hierarchy.n_levels:
+            raise InputError(f"--level {k} is out of range: this hierarchy has levels 0..{hierarchy.n_levels - 1}")
+        labels = hierarchy.levels[k]
+    mask = binarize_at_seed(labels, seed).astype(np.uint8)
+    write_label_image(mask, hierarchy.geometry, args.out, hierarchy.is_2d)
+    print(f"{int(mask.sum())} voxels selected -> {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), device=args.device, epochs=args.epochs, progress=_progress(args.progress))
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------- parsing
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cuts",
+        description="Unsupervised multigranular segmentation (CUTS): train an encoder, condense, binarise.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, mps")
+    common.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
+                        help="progress bar on stderr, machine-readable lines on stdout, or nothing")
+    common.add_argument("--seed", type=int, default=0, help="random seed (training and condensation)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", parents=[common], help="run everything on bundled data (no download)")
+    p.add_argument("--out", default="cuts-demo", help="output folder (default: cuts-demo)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: a quick CPU-sized run)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", parents=[common], help="train an encoder on images or volumes")
+    p.add_argument("inputs", nargs="+", help="image/volume files or folders (PNG, JPG, NIfTI, NRRD, MHA)")
+    p.add_argument("--out", required=True, help="MODEL.safetensors (a MODEL.json card is written beside it)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default depends on the device)")
+    p.add_argument("--checkpoint", action="store_true", help="save after every epoch (Ctrl-C keeps the last one)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("segment", parents=[common], help="segment one image or volume into a hierarchy")
+    p.add_argument("input", help="image or volume file")
+    p.add_argument("--model", help="trained encoder (.safetensors); without it, train on the input itself")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--epochs", type=int, default=None, help="epochs when training on the input itself")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("binarize", help="keep the structure under a seed point")
+    p.add_argument("hierarchy", help="hierarchy.npz written by 'cuts segment'")
+    p.add_argument("--seed", help="voxel index X,Y[,Z] (image x, y, z order)")
+    p.add_argument("--seed-ras", help="physical point R,A,S in millimetres, as 3D Slicer shows it")
+    p.add_argument("--level", default="persistent", help="level index (0 = finest) or 'persistent' (default)")
+    p.add_argument("--out", required=True, help="mask file (.nrrd, .nii.gz, .mha)")
+    p.add_argument("--progress", choices=("bar", "lines", "none"), default="bar", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_binarize)
+    return parser
+
+
+def _glue_point_arguments(argv: Sequence[str]) -> list[str]:
+    """`--seed-ras -10,-20,5` would read as an option; glue point values to their flag (`--seed-ras=...`)."""
+    glued: list[str] = []
+    tokens = list(argv)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token in ("--seed", "--seed-ras") and i + 1 < len(tokens):
+            glued.append(f"{token}={tokens[i + 1]}")
+            i += 2
+            continue
+        glued.append(token)
+        i += 1
+    return glued
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_glue_point_arguments(argv))
+    try:
+        return int(args.func(args))
+    except CancelledError as exc:
+        print(f"cuts: cancelled: {exc}", file=sys.stderr)
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        print("cuts: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+    except ModelFileError as exc:
+        print(f"cuts: error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    except ResourceError as exc:
+        print(f"cuts: error: {exc}", file=sys.stderr)
+        return EXIT_MEMORY
+    except (CUTSError, MemoryError) as exc:
+        print(f"cuts: error: {exc if str(exc) else 'out of memory'}", file=sys.stderr)
+        return EXIT_MEMORY if isinstance(exc, MemoryError) else EXIT_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The whole CUTS job as two calls: `train` an encoder, `segment` an image or volume into a hierarchy.
+
+The command line, the Slicer module's background process, the batch script and the benchmarks all call
+these, so the steps (validate -> train if needed -> embed -> condense -> levels -> persistent map) happen in
+one place. Every step reports progress and honours a `CancelToken`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from . import __version__
+from .condensation import CondensationConfig, CondensationResult, condense
+from .errors import InputError
+from .hierarchy import Hierarchy, smallest_uint
+from .imagedata import ImageData
+from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
+
+
+def train(
+    images: Sequence[ImageData],
+    *,
+    epochs: Optional[int] = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
+    checkpoint_path: Optional[str] = None,
+    **config_overrides: Any,
+):
+    """Train a CUTS encoder on a dataset (2D images or 3D volumes) and return the `TrainedModel`."""
+    from .imageio import validate_image
+    from .training import TrainConfig, train_encoder
+
+    if not images:
+        raise InputError("no images to train on")
+    for image in images:
+        validate_image(image)
+    config = TrainConfig(epochs=epochs, device=device, seed=seed, **config_overrides)
+    return train_encoder(list(images), config, progress=progress, cancel=cancel, checkpoint_path=checkpoint_path)
+
+
+def build_hierarchy(
+    result: CondensationResult,
+    image: ImageData,
+    *,
+    with_persistent: bool = True,
+    info: Optional[dict[str, Any]] = None,
+) -> Hierarchy:
+    """Label maps of the kept levels (uint16, finest first) and the persistent map, in the image's shape."""
+    from .persistence import persistent_structures
+
+    shape = image.spatial_shape
+    tree = result.merge_tree
+    dtype = smallest_uint(int(tree.max()) + 1)
+    atom_map = result.atom_labels.astype(smallest_uint(int(result.atom_labels.max()))).reshape(shape)
+    levels = np.empty((len(result.level_events),) + tuple(shape), dtype=dtype)
+    for i, event in enumerate(result.level_events):
+        # Level labels are cluster id + 1 so that 0 stays free for "no label".
+        lookup = (tree[event].astype(np.int64) + 1).astype(dtype)
+        levels[i] = lookup[atom_map]
+    persistent = persistent_structures(levels) if with_persistent and len(levels) else None
+    return Hierarchy(
+        levels=levels,
+        n_clusters=result.level_clusters,
+        level_steps=result.level_events,
+        atom_map=atom_map,
+        merge_tree=tree,
+        persistent=persistent,
+        geometry=image.geometry,
+        is_2d=image.is_2d,
+        info=dict(info or {}),
+    )
+
+
+def segment(
+    image: ImageData,
+    model=None,
+    *,
+    device: str = "auto",
+    condensation: Optional[CondensationConfig] = None,
+    train_epochs: Optional[int] = None,
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
+) -> Hierarchy:
+    """Segment one 2D image or 3D volume into a CUTS hierarchy.
+
+    Without a model, an encoder is first trained on the image itself (the paper trains per dataset; one
+    image is the smallest dataset). The hierarchy's `info` records the model card and the timings.
+    """
+    from .device import resolve_device
+    from .embedding import compute_embeddings
+    from .imageio import check_fits_in_memory, validate_image
+    from .modelfile import check_compatible
+
+    validate_image(image)
+    check_fits_in_memory(image.array.shape[:3], image.channels)
+    timings: dict[str, float] = {}
+    torch_device = resolve_device(device)
+    if model is None:
+        t0 = time.perf_counter()
+        model = train([image], epochs=train_epochs, device=device, seed=seed, progress=progress, cancel=cancel)
+        timings["train_s"] = time.perf_counter() - t0
+    check_compatible(model, image)
+    check_cancel(cancel)
+
+    t0 = time.perf_counter()
+    embeddings = compute_embeddings(
+        model, image, device=torch_device, dtype=np.float16, progress=progress, cancel=cancel
+    )
+    timings["embed_s"] = time.perf_counter() - t0
+    check_cancel(cancel)
+
+    t0 = time.perf_counter()
+    config = condensation or CondensationConfig(seed=seed)
+    result = condense(embeddings, config, device=torch_device, progress=progress, cancel=cancel)
+    del embeddings
+    timings["condense_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    info = {
+        "library_version": __version__,
+        "source": image.source,
+        "model": _card_summary(model),
+        "condensation": result.config,
+        "condensation_timings": result.timings,
+    }
+    hierarchy = build_hierarchy(result, image, info=info)
+    timings["levels_s"] = time.perf_counter() - t0
+    hierarchy.info["timings"] = timings
+    progress("done", 1.0, f"{hierarchy.n_levels} levels: {list(map(int, hierarchy.n_clusters))} clusters")
+    return hierarchy
+
+
+def _card_summary(model) -> dict[str, Any]:
+    card = getattr(model, "card", None)
+    if card is None:
+        return {}
+    if hasattr(card, "to_dict"):
+        return card.to_dict()
+    if isinstance(card, dict):
+        return dict(card)
+    return {"card": str(card)}
