@@ -1,0 +1,222 @@
+"""Trained models on disk: weights in safetensors, a JSON "model card" describing how they were made.
+
+Layout (one model = two files with the same stem):
+
+- ``MODEL.safetensors``: the encoder's weights and BatchNorm running statistics (tensors only), plus the
+  card in the safetensors header metadata (``format`` tag, ``format_version``, ``card`` as JSON text).
+  **This file alone is authoritative**: it is replaced atomically in one step, so a checkpoint interrupted
+  mid-save (Ctrl-C, power cut) leaves the previous complete model, never weights and a card out of step.
+- ``MODEL.json``: a copy of the card for people and for the Slicer module to show without reading weights.
+  It is written (also atomically) after the weights; `load_model` never needs it.
+
+Loading never executes code: only safetensors is read (no pickle, no ``torch.load``). A missing, truncated,
+corrupt or foreign file (a safetensors file without our format tag, a text file, ...) raises
+`ModelFileError` with one line saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from .errors import ModelFileError
+from .imagedata import ImageData
+
+FORMAT_TAG = "cuts-segmentation-model"
+FORMAT_VERSION = 1
+#: Keys every card must have for the model to be rebuilt and used.
+REQUIRED_CARD_KEYS = ("channels", "embed_dim", "normalisation")
+_MAX_HEADER = 64 * 1024 * 1024
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class TrainedModel:
+    """An encoder (in eval mode) and the card that says how it was trained and how to feed it."""
+
+    encoder: torch.nn.Module
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.encoder.eval()
+
+    @property
+    def channels(self) -> int:
+        return int(self.card.get("channels", getattr(self.encoder, "in_channels", 0)))
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.card.get("embed_dim", getattr(self.encoder, "embed_dim", 0)))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    def to(self, device: Union[str, torch.device]) -> "TrainedModel":
+        self.encoder.to(device)
+        return self
+
+
+def card_path(path: PathLike) -> Path:
+    """The side JSON card of a model file: same folder and stem, ".json"."""
+    return Path(path).with_suffix(".json")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def save_model(model: TrainedModel, path: PathLike) -> Path:
+    """Write MODEL.safetensors (weights + card metadata) then MODEL.json (card copy), each atomically."""
+    from safetensors.torch import save as st_save
+
+    path = Path(path)
+    card = dict(model.card)
+    card.setdefault("channels", model.channels)
+    card.setdefault("embed_dim", model.embed_dim)
+    card["format"] = FORMAT_TAG
+    card["format_version"] = FORMAT_VERSION
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise ValueError(f"model card lacks {', '.join(missing)}")
+    card_text = json.dumps(card, sort_keys=True, default=_json_default)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.encoder.state_dict().items()}
+    metadata = {"format": FORMAT_TAG, "format_version": str(FORMAT_VERSION), "card": card_text}
+    _atomic_write_bytes(path, st_save(tensors, metadata=metadata))
+    _atomic_write_bytes(card_path(path), (json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def read_card(path: PathLike) -> dict[str, Any]:
+    """The card from a model file's safetensors header, validated, without reading the weights."""
+    path = Path(path)
+    header = _read_header(path, _read_bytes(path))
+    return _card_from_header(path, header)
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelFileError(f"model path is a folder, expected a .safetensors file: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+
+
+def _read_header(path: Path, data: bytes) -> dict[str, Any]:
+    if len(data) < 8:
+        raise ModelFileError(f"{path.name} is not a CUTS model: file is empty or truncated ({len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if n < 2 or n > _MAX_HEADER or n > len(data) - 8:
+        raise ModelFileError(f"{path.name} is not a CUTS model: not a safetensors file, or truncated")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(f"{path.name} is not a CUTS model: not a safetensors file (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path.name} is not a CUTS model: not a safetensors file (bad header)")
+    return header
+
+
+def _card_from_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_TAG:
+        raise ModelFileError(
+            f"{path.name} is a safetensors file but not a CUTSSegmentation model (no '{FORMAT_TAG}' format tag)"
+        )
+    try:
+        version = int(meta.get("format_version", "0"))
+    except ValueError:
+        version = -1
+    if version < 1:
+        raise ModelFileError(f"{path.name}: unknown CUTS model format version {meta.get('format_version')!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path.name} was written by a newer CUTSSegmentation (model format {version}, this one reads "
+            f"{FORMAT_VERSION}); update the extension"
+        )
+    try:
+        card = json.loads(meta.get("card", ""))
+    except json.JSONDecodeError:
+        raise ModelFileError(f"{path.name}: the model card in the file is corrupt") from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{path.name}: the model card in the file is corrupt")
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise ModelFileError(f"{path.name}: the model card lacks {', '.join(missing)}")
+    return card
+
+
+def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> TrainedModel:
+    """Read a model written by `save_model` (safetensors only, never pickle); `ModelFileError` on any problem."""
+    from safetensors.torch import load as st_load
+
+    from .device import resolve_device
+    from .encoder import CUTSEncoder
+
+    path = Path(path)
+    data = _read_bytes(path)
+    card = _card_from_header(path, _read_header(path, data))
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # safetensors raises SafetensorError (not a public class in every version)
+        raise ModelFileError(f"{path.name} is corrupt or truncated ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    try:
+        encoder = CUTSEncoder(int(card["channels"]), int(card["embed_dim"]))
+        encoder.load_state_dict(tensors, strict=True)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path.name}: weights do not match the CUTS encoder ({first})") from None
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise ModelFileError(f"{path.name}: the weights contain NaN or infinity (training diverged?)")
+    encoder.eval()
+    encoder.to(resolve_device(device))
+    return TrainedModel(encoder=encoder, card=card)
+
+
+def _describe_channels(n: int) -> str:
+    return {1: "1 channel (grey)", 3: "3 channels (RGB)"}.get(n, f"{n} channels")
+
+
+def check_compatible(model: TrainedModel, image: ImageData) -> None:
+    """Raise `ModelFileError` when the image cannot be fed to this model (channel count differs)."""
+    if model.channels != image.channels:
+        name = Path(image.source).name if image.source else "the image"
+        raise ModelFileError(
+            f"the model was trained on images with {_describe_channels(model.channels)} but {name} has "
+            f"{_describe_channels(image.channels)}; train a model on images like this one or pick a matching model"
+        )
+    mode = (model.card.get("normalisation") or {}).get("mode") if isinstance(model.card.get("normalisation"), dict) else None
+    if mode is not None and mode not in ("uint8", "percentile"):
+        raise ModelFileError(f"the model uses an unknown normalisation {mode!r}; update the extension")
+
