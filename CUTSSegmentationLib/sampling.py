@@ -92,10 +92,11 @@ def patch_ssim(anchor: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
     p x p patch (sample covariance, K1 = 0.01, K2 = 0.03, mean over channels), with R = the anchor patch's
     max - min over all its channels.
     """
-    a = anchor.double().flatten(-2)  # (..., C, n)
-    c = candidate.double().flatten(-2)
+    work = torch.float32 if anchor.device.type == "mps" else torch.float64  # MPS has no float64
+    a = anchor.to(work).flatten(-2)  # (..., C, n)
+    c = candidate.to(work).flatten(-2)
     n = a.shape[-1]
-    rng = (anchor.flatten(-3).amax(-1) - anchor.flatten(-3).amin(-1)).double().clamp_min(_MIN_RANGE)
+    rng = (anchor.flatten(-3).amax(-1) - anchor.flatten(-3).amin(-1)).to(work).clamp_min(_MIN_RANGE)
     c1 = ((_K1 * rng) ** 2)[..., None]
     c2 = ((_K2 * rng) ** 2)[..., None]
     mu_a, mu_c = a.mean(-1), c.mean(-1)

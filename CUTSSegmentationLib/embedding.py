@@ -1,0 +1,156 @@
+"""Per-pixel embeddings from a trained encoder, slice by slice and memory-bounded.
+
+A 3D volume is never put on the device whole: slices go through the encoder in small batches
+(``batch_slices``, chosen from a pixel budget by default), and a slice larger than the budget is cut into
+tiles with an 8 px halo (the encoder's receptive radius), which gives exactly the embeddings of the whole
+slice (eval-mode BatchNorm is per pixel; replicate padding only matters at the real image border). Inputs
+are scaled as the model card says (`normalization.params_for_inference`).
+
+`iter_slice_embeddings` yields ``(z, (Y*X, D) array)`` per slice (float16 by default, to halve the memory of
+what the caller keeps); `compute_embeddings` collects all pixels in (Z, Y, X) raster order, L2-normalised by
+default as the authors feed them to diffusion condensation.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .device import is_accelerator, resolve_device
+from .encoder import RECEPTIVE_RADIUS
+from .errors import ResourceError
+from .imagedata import ImageData
+from .modelfile import TrainedModel, check_compatible
+from .normalization import apply_normalisation, params_for_inference
+from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
+
+#: Pixels per encoder forward pass (peak activation memory is about 1.5 KB per pixel).
+CPU_PIXEL_BUDGET = 1 << 18
+GPU_PIXEL_BUDGET = 1 << 21
+
+
+def _pixel_budget(device: torch.device) -> int:
+    return GPU_PIXEL_BUDGET if is_accelerator(device) else CPU_PIXEL_BUDGET
+
+
+def _model_normalisation(model: TrainedModel) -> dict:
+    entry = model.card.get("normalisation")
+    if isinstance(entry, dict):
+        return entry
+    return {"mode": str(entry or "percentile"), "per_image": True}
+
+
+def _embed_batch(encoder: torch.nn.Module, x: torch.Tensor, budget: int) -> torch.Tensor:
+    """x (B, C, Y, X) on the device -> (B, D, Y, X); a slice larger than the pixel budget is tiled."""
+    b, _, h, w = x.shape
+    if h * w <= budget:
+        return encoder(x)
+    halo = RECEPTIVE_RADIUS
+    core = max(16, int(np.sqrt(budget)) - 2 * halo)
+    out = None
+    for i in range(b):
+        for y0 in range(0, h, core):
+            for x0 in range(0, w, core):
+                y1, x1 = min(h, y0 + core), min(w, x0 + core)
+                ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+                yb, xb = min(h, y1 + halo), min(w, x1 + halo)
+                tile = encoder(x[i : i + 1, :, ya:yb, xa:xb])
+                if out is None:
+                    out = torch.empty((b, tile.shape[1], h, w), dtype=tile.dtype, device=tile.device)
+                out[i, :, y0:y1, x0:x1] = tile[0, :, y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+    assert out is not None
+    return out
+
+
+def iter_slice_embeddings(
+    model: TrainedModel,
+    image: ImageData,
+    device: Union[str, torch.device] = "auto",
+    batch_slices: Optional[int] = None,
+    dtype: np.dtype = np.float16,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
+    l2_normalise: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(z, embeddings)`` for every slice z of `image`, embeddings (Y*X, D) in raster (y, x) order.
+
+    The model's encoder is moved to `device` (in place) and run in eval mode under `torch.inference_mode`.
+    `batch_slices` slices go through the encoder at once (default: as many as fit the pixel budget).
+    """
+    check_compatible(model, image)
+    dev = resolve_device(device)
+    encoder = model.encoder
+    encoder.eval()
+    memory_format = torch.channels_last
+    encoder.to(device=dev, memory_format=memory_format)
+    entry = _model_normalisation(model)
+    mode = entry.get("mode", "percentile")
+    params = params_for_inference(entry, image)
+    n_z, h, w, _ = image.array.shape
+    budget = _pixel_budget(dev)
+    if batch_slices is None:
+        batch_slices = max(1, budget // (h * w))
+    batch_slices = max(1, int(batch_slices))
+    out_dtype = torch.float16 if np.dtype(dtype) == np.float16 else torch.float32
+    progress("embed", 0.0, f"embedding {n_z} slice(s) of {h}x{w}")
+    with torch.inference_mode():
+        for z0 in range(0, n_z, batch_slices):
+            check_cancel(cancel)
+            z1 = min(n_z, z0 + batch_slices)
+            arr = apply_normalisation(image.array[z0:z1], mode, params)  # (b, Y, X, C)
+            x = torch.from_numpy(np.ascontiguousarray(arr)).to(dev).permute(0, 3, 1, 2)
+            x = x.contiguous(memory_format=memory_format)
+            emb = _embed_batch(encoder, x, budget)  # (b, D, Y, X)
+            if l2_normalise:
+                emb = F.normalize(emb, dim=1)
+            emb = emb.permute(0, 2, 3, 1).to(out_dtype).cpu().numpy()  # (b, Y, X, D)
+            if emb.dtype != np.dtype(dtype):
+                emb = emb.astype(dtype)
+            for k in range(z1 - z0):
+                yield z0 + k, emb[k].reshape(h * w, -1)
+            progress("embed", z1 / n_z, f"slice {z1}/{n_z}")
+
+
+def _available_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def compute_embeddings(
+    model: TrainedModel,
+    image: ImageData,
+    device: Union[str, torch.device] = "auto",
+    batch_slices: Optional[int] = None,
+    l2_normalise: bool = True,
+    dtype: np.dtype = np.float32,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
+) -> np.ndarray:
+    """All pixels' embeddings, (N, D) with N = Z*Y*X in (Z, Y, X) raster order; L2-normalised by default.
+
+    Raises `ResourceError` before allocating when the result would not fit in the available memory.
+    """
+    n, d = image.n_pixels, model.embed_dim
+    need = n * d * np.dtype(dtype).itemsize
+    avail = _available_memory()
+    if avail is not None and need > avail:
+        raise ResourceError(
+            f"embeddings of {n} pixels x {d} would need {need / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB "
+            "is available; crop the image to a region of interest or downsample it"
+        )
+    out = np.empty((n, d), dtype=dtype)
+    per_slice = n // image.array.shape[0]
+    for z, emb in iter_slice_embeddings(
+        model, image, device, batch_slices, dtype=dtype, progress=progress, cancel=cancel, l2_normalise=l2_normalise
+    ):
+        out[z * per_slice : (z + 1) * per_slice] = emb
+    return out
