@@ -22,7 +22,9 @@ DEFAULT_TEMPERATURE = 0.1
 DEFAULT_LAMBDA = 0.01
 
 
-def contrastive_loss(z_anchor: torch.Tensor, z_positive: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+def contrastive_loss(
+    z_anchor: torch.Tensor, z_positive: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE
+) -> torch.Tensor:
     """NT-Xent per image. z_anchor, z_positive: (B, S, D) -> scalar (mean over the 2S vectors of B images)."""
     if z_anchor.shape != z_positive.shape or z_anchor.ndim != 3:
         raise ValueError(f"expected two (B, S, D) tensors, got {tuple(z_anchor.shape)} and {tuple(z_positive.shape)}")

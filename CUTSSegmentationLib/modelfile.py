@@ -91,6 +91,8 @@ def save_model(model: TrainedModel, path: PathLike) -> Path:
     from safetensors.torch import save as st_save
 
     path = Path(path)
+    if card_path(path) == path:
+        raise ModelFileError(f"model path {path.name} would collide with its JSON card; use a .safetensors name")
     card = dict(model.card)
     card.setdefault("channels", model.channels)
     card.setdefault("embed_dim", model.embed_dim)
@@ -103,7 +105,8 @@ def save_model(model: TrainedModel, path: PathLike) -> Path:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.encoder.state_dict().items()}
     metadata = {"format": FORMAT_TAG, "format_version": str(FORMAT_VERSION), "card": card_text}
     _atomic_write_bytes(path, st_save(tensors, metadata=metadata))
-    _atomic_write_bytes(card_path(path), (json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n").encode())
+    pretty = json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n"
+    _atomic_write_bytes(card_path(path), pretty.encode())
     return path
 
 
@@ -178,19 +181,26 @@ def _card_from_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> TrainedModel:
-    """Read a model written by `save_model` (safetensors only, never pickle); `ModelFileError` on any problem."""
+    """Read a model written by `save_model` (safetensors only, never pickle); `ModelFileError` on any problem.
+
+    Given the side ``.json`` card instead, the ``.safetensors`` file next to it is loaded. The encoder is put
+    on `device` in eval mode.
+    """
     from safetensors.torch import load as st_load
 
     from .device import resolve_device
     from .encoder import CUTSEncoder
 
     path = Path(path)
+    if path.suffix.lower() == ".json" and path.with_suffix(".safetensors").is_file():
+        path = path.with_suffix(".safetensors")  # the user picked the card: load the weights next to it
     data = _read_bytes(path)
     card = _card_from_header(path, _read_header(path, data))
     try:
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises SafetensorError (not a public class in every version)
-        raise ModelFileError(f"{path.name} is corrupt or truncated ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path.name} is corrupt or truncated ({why})") from None
     try:
         encoder = CUTSEncoder(int(card["channels"]), int(card["embed_dim"]))
         encoder.load_state_dict(tensors, strict=True)
@@ -216,7 +226,8 @@ def check_compatible(model: TrainedModel, image: ImageData) -> None:
             f"the model was trained on images with {_describe_channels(model.channels)} but {name} has "
             f"{_describe_channels(image.channels)}; train a model on images like this one or pick a matching model"
         )
-    mode = (model.card.get("normalisation") or {}).get("mode") if isinstance(model.card.get("normalisation"), dict) else None
+    entry = model.card.get("normalisation")
+    mode = entry.get("mode") if isinstance(entry, dict) else entry
     if mode is not None and mode not in ("uint8", "percentile"):
         raise ModelFileError(f"the model uses an unknown normalisation {mode!r}; update the extension")
 

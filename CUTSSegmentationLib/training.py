@@ -58,6 +58,8 @@ from .normalization import (
 from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from .sampling import border_margin, extract_patches, gather_pixels, make_generator, sample_pairs
 
+PathLike = Union[str, os.PathLike]
+
 #: Total optimiser steps the CPU default aims at (epochs = budget / steps per epoch, at most MAX_EPOCHS).
 CPU_STEP_BUDGET = 400
 #: Same for CUDA/MPS; the paper's 200 epochs on the retina set are 800 steps.
@@ -166,7 +168,7 @@ def train_encoder(
     config: Optional[TrainConfig] = None,
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
-    checkpoint_path: Optional[Union[str, "os.PathLike[str]"]] = None,
+    checkpoint_path: Optional[PathLike] = None,
 ) -> TrainedModel:
     """Train a CUTS encoder on `images` (no labels) and return it in eval mode, with its model card.
 
@@ -201,7 +203,9 @@ def train_encoder(
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     try:
-        return _train(images, slices, params, cfg, crop, channels, mode, norm_entry, device, progress, cancel, checkpoint_path)
+        return _train(
+            images, slices, params, cfg, crop, channels, mode, norm_entry, device, progress, cancel, checkpoint_path
+        )
     finally:
         if cfg.num_threads:
             torch.set_num_threads(old_threads)
@@ -219,7 +223,7 @@ def _train(
     device: torch.device,
     progress: ProgressCallback,
     cancel: Optional[CancelToken],
-    checkpoint_path: Optional[Union[str, "os.PathLike[str]"]],
+    checkpoint_path: Optional[PathLike],
 ) -> TrainedModel:
     assert cfg.epochs is not None
     rng = np.random.default_rng(cfg.seed)
@@ -328,7 +332,8 @@ def _train(
                 "train",
                 step / total_steps,
                 f"epoch {epoch + 1}/{cfg.epochs} loss {loss_value:.4f} "
-                f"(contrastive {float(terms.contrastive.detach()):.3f}, recon {float(terms.reconstruction.detach()):.4f})",
+                f"(contrastive {float(terms.contrastive.detach()):.3f}, "
+                f"recon {float(terms.reconstruction.detach()):.4f})",
             )
         mean_loss = epoch_loss / per_epoch
         card["training"]["loss_history"].append(round(mean_loss, 6))
@@ -342,5 +347,6 @@ def _train(
     encoder.eval()
     encoder.to(memory_format=torch.contiguous_format)
     card["training"]["complete"] = True
-    progress("train", 1.0, f"done in {time.perf_counter() - t0:.0f} s, loss {card['training'].get('final_loss', float('nan')):.4f}")
+    final = card["training"].get("final_loss", float("nan"))
+    progress("train", 1.0, f"done in {time.perf_counter() - t0:.0f} s, loss {final:.4f}")
     return TrainedModel(encoder, card)

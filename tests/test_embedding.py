@@ -64,7 +64,9 @@ def test_compute_embeddings_raster_order_and_l2() -> None:
 def test_iter_slice_embeddings_yields_slices_in_order_float16() -> None:
     model, image = grey_model(), volume()
     events: list[tuple[str, float]] = []
-    items = list(iter_slice_embeddings(model, image, device="cpu", batch_slices=2, progress=lambda s, f, m: events.append((s, f))))
+    items = list(
+        iter_slice_embeddings(model, image, device="cpu", batch_slices=2, progress=lambda s, f, m: events.append((s, f)))
+    )
     assert [z for z, _ in items] == [0, 1, 2]
     assert all(e.shape == (20 * 24, 128) and e.dtype == np.float16 for _, e in items)
     full = compute_embeddings(model, image, device="cpu", l2_normalise=False)

@@ -61,7 +61,8 @@ def test_receptive_field_is_17x17() -> None:
     c = 20
     with torch.no_grad():
         base = enc(x)[0, :, c, c]
-        for dy, dx, changes in [(0, 9, False), (9, 0, False), (-9, -9, False), (0, 8, True), (-8, 0, True), (8, 8, True)]:
+        cases = [(0, 9, False), (9, 0, False), (-9, -9, False), (0, 8, True), (-8, 0, True), (8, 8, True)]
+        for dy, dx, changes in cases:
             x2 = x.clone()
             x2[0, 0, c + dy, c + dx] += 5.0
             diff = (enc(x2)[0, :, c, c] - base).abs().max().item()

@@ -62,12 +62,16 @@ def test_round_trip_identical_embeddings_and_card(tmp_path) -> None:
     sd_a, sd_b = model.encoder.state_dict(), loaded.encoder.state_dict()
     assert sd_a.keys() == sd_b.keys() and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
     image = rgb_image()
-    assert np.array_equal(compute_embeddings(model, image, device="cpu"), compute_embeddings(loaded, image, device="cpu"))
+    before = compute_embeddings(model, image, device="cpu")
+    assert np.array_equal(before, compute_embeddings(loaded, image, device="cpu"))
     card = loaded.card
     assert card["format"] == FORMAT_TAG and card["channels"] == 3 and card["training"]["seed"] == 0
     side = json.loads((tmp_path / "MODEL.json").read_text())
     assert side == card
     assert modelfile.read_card(path) == card
+    assert load_model(tmp_path / "MODEL.json").card == card  # picking the card loads the weights beside it
+    with pytest.raises(ModelFileError):
+        save_model(model, tmp_path / "MODEL.json")
 
 
 def test_save_is_atomic(tmp_path, monkeypatch) -> None:
@@ -127,12 +131,17 @@ def test_bad_files_raise_model_file_error(tmp_path) -> None:
     save_file(
         {"weight": torch.zeros(3, 3)},
         str(tmp_path / "wrong_weights.safetensors"),
-        metadata={"format": FORMAT_TAG, "format_version": "1", "card": json.dumps({"channels": 3, "embed_dim": 128, "normalisation": {"mode": "uint8"}})},
+        metadata={
+            "format": FORMAT_TAG,
+            "format_version": "1",
+            "card": json.dumps({"channels": 3, "embed_dim": 128, "normalisation": {"mode": "uint8"}}),
+        },
     )
     assert "do not match" in _assert_one_line_error(tmp_path / "wrong_weights.safetensors")
 
     # A file from a newer, unknown format version.
-    save_file({"weight": torch.zeros(1)}, str(tmp_path / "newer.safetensors"), metadata={"format": FORMAT_TAG, "format_version": "99", "card": "{}"})
+    newer = {"format": FORMAT_TAG, "format_version": "99", "card": "{}"}
+    save_file({"weight": torch.zeros(1)}, str(tmp_path / "newer.safetensors"), metadata=newer)
     assert "newer" in _assert_one_line_error(tmp_path / "newer.safetensors")
 
 

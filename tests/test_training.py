@@ -169,7 +169,8 @@ def test_bad_inputs() -> None:
     good = two_structure_image(0, 40)[0]
     with pytest.raises(InputError):
         train_encoder([])
-    rgb = ImageData(np.zeros((1, 40, 40, 3), np.float32) + np.arange(40, dtype=np.float32)[None, None, :, None], is_2d=True)
+    ramp = np.zeros((1, 40, 40, 3), np.float32) + np.arange(40, dtype=np.float32)[None, None, :, None]
+    rgb = ImageData(ramp, is_2d=True)
     with pytest.raises(InputError, match="channels"):
         train_encoder([good, rgb], TrainConfig(epochs=1, device="cpu"))
     with pytest.raises(InputError, match="at least"):
