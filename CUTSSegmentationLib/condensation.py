@@ -129,7 +129,7 @@ def _nearest_centroid(points: torch.Tensor, centroids: torch.Tensor, chunk: int)
     for start in range(0, points.shape[0], chunk):
         # |x|^2 is constant per row and does not change the argmin: score = |c|^2 - 2 x.c, one fused GEMM.
         scores = torch.addmm(c_sq[None, :], points[start : start + chunk], centroids.T, beta=1.0, alpha=-2.0)
-        labels[start : start + chunk] = torch.argmin(scores, dim=1)
+        labels[start : start + chunk] = scores.min(dim=1).indices  # faster than argmin on CPU
     return labels
 
 
