@@ -121,7 +121,8 @@ def test_trained_model_is_used(inputs, tmp_path: Path):
     out = tmp_path / "with-model.seg.nrrd"
     completed = run_batch("--input", inputs["png"], "--output", out, "--model", model, "--level", "-1", "--device", "cpu")
     assert completed.returncode == 0, completed.stderr
-    assert "train" not in completed.stderr.split("embed")[0], "a model was given: nothing should be trained"
+    stages = [line.split()[0] for line in completed.stderr.splitlines() if line.strip()]
+    assert "train" not in stages and "embed" in stages, "a model was given: nothing should be trained"
     assert len(read_seg(out)["segments"]) >= 1
 
 
