@@ -9,6 +9,10 @@ Layout (one model = two files with the same stem):
 - ``MODEL.json``: a copy of the card for people and for the Slicer module to show without reading weights.
   It is written (also atomically) after the weights; `load_model` never needs it.
 
+A model trained with a peer objective (``card["objective"]["name"]`` is not ``"cuts"``) also has a cluster
+head (`methods.common.ClusterHead`, ``card["cluster_head"] = {"n_clusters": K}``); its weights are stored in the
+same safetensors file under the ``cluster_head.`` prefix, beside the encoder's.
+
 Loading never executes code: only safetensors is read (no pickle, no ``torch.load``). A missing, truncated,
 corrupt or foreign file (a safetensors file without our format tag, a text file, ...) raises
 `ModelFileError` with one line saying what is wrong.
@@ -21,7 +25,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -32,6 +36,8 @@ FORMAT_TAG = "cuts-segmentation-model"
 FORMAT_VERSION = 1
 #: Keys every card must have for the model to be rebuilt and used.
 REQUIRED_CARD_KEYS = ("channels", "embed_dim", "normalisation")
+#: Key prefix of the cluster head's tensors in the safetensors file.
+CLUSTER_HEAD_PREFIX = "cluster_head."
 _MAX_HEADER = 64 * 1024 * 1024
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -43,9 +49,13 @@ class TrainedModel:
 
     encoder: torch.nn.Module
     card: dict[str, Any] = field(default_factory=dict)
+    #: The K-way cluster head of a peer objective (infomax, iic, cgc); None for a CUTS model.
+    cluster_head: Optional[torch.nn.Module] = None
 
     def __post_init__(self) -> None:
         self.encoder.eval()
+        if self.cluster_head is not None:
+            self.cluster_head.eval()
 
     @property
     def channels(self) -> int:
@@ -61,6 +71,8 @@ class TrainedModel:
 
     def to(self, device: Union[str, torch.device]) -> "TrainedModel":
         self.encoder.to(device)
+        if self.cluster_head is not None:
+            self.cluster_head.to(device)
         return self
 
 
@@ -101,8 +113,14 @@ def save_model(model: TrainedModel, path: PathLike) -> Path:
     missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
     if missing:
         raise ValueError(f"model card lacks {', '.join(missing)}")
-    card_text = json.dumps(card, sort_keys=True, default=_json_default)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.encoder.state_dict().items()}
+    if model.cluster_head is not None:
+        card["cluster_head"] = {"n_clusters": int(model.cluster_head.n_clusters)}
+        for k, v in model.cluster_head.state_dict().items():
+            tensors[CLUSTER_HEAD_PREFIX + k] = v.detach().to("cpu").contiguous()
+    else:
+        card.pop("cluster_head", None)
+    card_text = json.dumps(card, sort_keys=True, default=_json_default)
     metadata = {"format": FORMAT_TAG, "format_version": str(FORMAT_VERSION), "card": card_text}
     _atomic_write_bytes(path, st_save(tensors, metadata=metadata))
     pretty = json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n"
@@ -201,17 +219,40 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> Trai
     except Exception as exc:  # safetensors raises SafetensorError (not a public class in every version)
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path.name} is corrupt or truncated ({why})") from None
+    head_tensors = {k[len(CLUSTER_HEAD_PREFIX) :]: v for k, v in tensors.items() if k.startswith(CLUSTER_HEAD_PREFIX)}
+    encoder_tensors = {k: v for k, v in tensors.items() if not k.startswith(CLUSTER_HEAD_PREFIX)}
     try:
         encoder = CUTSEncoder(int(card["channels"]), int(card["embed_dim"]))
-        encoder.load_state_dict(tensors, strict=True)
+        encoder.load_state_dict(encoder_tensors, strict=True)
     except (RuntimeError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path.name}: weights do not match the CUTS encoder ({first})") from None
+    cluster_head = _load_cluster_head(path, card, head_tensors)
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise ModelFileError(f"{path.name}: the weights contain NaN or infinity (training diverged?)")
     encoder.eval()
     encoder.to(resolve_device(device))
-    return TrainedModel(encoder=encoder, card=card)
+    if cluster_head is not None:
+        cluster_head.to(resolve_device(device))
+    return TrainedModel(encoder=encoder, card=card, cluster_head=cluster_head)
+
+
+def _load_cluster_head(path: Path, card: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Optional[torch.nn.Module]:
+    """The cluster head stored beside the encoder, or None; the card and the tensors must agree."""
+    entry = card.get("cluster_head")
+    if entry is None and not tensors:
+        return None
+    if entry is None or not tensors:
+        raise ModelFileError(f"{path.name}: the cluster head's card entry and its weights do not match")
+    from .methods.common import ClusterHead
+
+    try:
+        head = ClusterHead(int(card["embed_dim"]), int(entry["n_clusters"]))
+        head.load_state_dict(tensors, strict=True)
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path.name}: the cluster head's weights do not match its card ({first})") from None
+    return head.eval()
 
 
 def _describe_channels(n: int) -> str:

@@ -23,6 +23,11 @@ Reproducible: the same seed, data and config on the CPU give identical weights (
 a private copy of torch's RNG seeded with ``seed``; crops and flips come from a `numpy.random.Generator`; the
 pair sampler from its own `torch.Generator`; none is reseeded during training).
 
+Objective: ``TrainConfig.objective`` is ``"cuts"`` (the paper's loss, above) or one of the peer methods'
+objectives in `methods.objectives` (``"infomax"``, ``"iic"``, ``"cgc"``): the same encoder, crops, schedule and
+checkpoints, another per-step loss, plus a cluster head that the returned model keeps
+(`TrainedModel.cluster_head`). The CUTS path does not touch that module.
+
 Interruption: the cancel token is checked before every step (`CancelledError`). With ``checkpoint_path``,
 a complete model is saved atomically (`modelfile.save_model`) at the end of every epoch; Ctrl-C
 (`KeyboardInterrupt`) or a cancel during training leaves the last complete epoch's model on disk and the
@@ -95,6 +100,12 @@ class TrainConfig:
     per_image_normalisation: bool = True
     slices_per_epoch: Optional[int] = None
     num_threads: Optional[int] = None  #: torch CPU threads during training (None: leave torch's setting)
+    objective: str = "cuts"  #: "cuts" | "infomax" | "iic" | "cgc" (see methods.objectives)
+    n_clusters: int = 40  #: cluster-head size K of "infomax" / "iic" (the paper's K = 40)
+    infomax_alpha: float = 0.5  #: alpha of the modified MI ("iic" is alpha = 0)
+    boundary_weight: float = 1.0  #: lambda of the boundary (cross-correlation) term of "infomax"
+    cgc_temperature: float = 0.2  #: tau of CGC's mini-patch contrastive loss
+    gmm_components: int = 3  #: components of CGC's Gaussian mixture (brightest = foreground)
 
     def resolved(self, device: torch.device, n_slices: int) -> "TrainConfig":
         """A copy with epochs and crop_size filled in for this device and training-set size."""
@@ -130,6 +141,10 @@ def _validate(images: Sequence[ImageData], config: TrainConfig) -> None:
         raise CUTSError("lambda (lam) must lie in [0, 1]")
     if config.temperature <= 0:
         raise CUTSError("temperature must be > 0")
+    from .methods.objectives import OBJECTIVES
+
+    if config.objective not in OBJECTIVES:
+        raise CUTSError(f"unknown objective {config.objective!r} (use one of {', '.join(OBJECTIVES)})")
 
 
 def _usable_slices(images: Sequence[ImageData]) -> list[tuple[int, int]]:
@@ -232,11 +247,17 @@ def _train(
         torch.manual_seed(cfg.seed)
         encoder = CUTSEncoder(channels, cfg.embed_dim)
         head = PatchReconHead(channels, cfg.embed_dim, PATCH_SIZE)
+        objective = None
+        if cfg.objective != "cuts":
+            from .methods.objectives import build_objective
+
+            objective = build_objective(cfg, channels, images, mode, params)
     memory_format = torch.channels_last
     encoder.to(device=device, memory_format=memory_format)
     head.to(device)
+    trained_heads = head if objective is None else objective.to(device)
     optimiser = torch.optim.AdamW(
-        list(encoder.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
+        list(encoder.parameters()) + list(trained_heads.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     per_epoch = cfg.samples_per_epoch(len(slices))
     steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
@@ -258,6 +279,7 @@ def _train(
             "max_tries": cfg.max_tries,
         },
         "loss": {"lambda": cfg.lam, "temperature": cfg.temperature},
+        "objective": {"name": "cuts"} if objective is None else objective.card_entry(),
         "training": {
             **{k: v for k, v in asdict(cfg).items() if k not in ("device",)},
             "crop_size": crop,
@@ -272,6 +294,9 @@ def _train(
         "data": _data_summary(images, len(slices)),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
+    if objective is not None:
+        card["loss"] = objective.card_entry()
+        card["cluster_head"] = {"n_clusters": objective.cluster_head.n_clusters}
 
     def make_batch(indices: np.ndarray) -> torch.Tensor:
         batch = np.empty((len(indices), channels, crop, crop), dtype=np.float32)
@@ -295,7 +320,7 @@ def _train(
     progress("train", 0.0, f"training on {describe_device(device)}: {cfg.epochs} epochs x {steps_per_epoch} steps")
     for epoch in range(cfg.epochs):
         encoder.train()
-        head.train()
+        trained_heads.train()
         # Every slice once in random order; fewer slices than a batch (one image) repeat with other crops.
         repeats = math.ceil(per_epoch / len(slices))
         order = np.concatenate([rng.permutation(len(slices)) for _ in range(repeats)])[:per_epoch]
@@ -303,20 +328,28 @@ def _train(
         for start in range(0, per_epoch, cfg.batch_size):
             check_cancel(cancel)
             x = make_batch(order[start : start + cfg.batch_size])
-            z = encoder(x)
-            pairs = sample_pairs(
-                x,
-                cfg.n_anchors,
-                pair_gen,
-                patch_size=PATCH_SIZE,
-                max_shift=cfg.max_shift,
-                ssim_threshold=cfg.ssim_threshold,
-                max_tries=cfg.max_tries,
-            )
-            coords = pairs.coords()
-            zc = gather_pixels(z, coords)  # (B, 2S, D)
-            target = extract_patches(x, coords, PATCH_SIZE)
-            terms = cuts_loss(zc[:, :s], zc[:, s:], head(zc), target, cfg.lam, cfg.temperature)
+            if objective is not None:
+                terms = objective(x, encoder)
+                detail = ", ".join(f"{k} {float(v.detach()):.3f}" for k, v in terms.parts.items())
+            else:
+                z = encoder(x)
+                pairs = sample_pairs(
+                    x,
+                    cfg.n_anchors,
+                    pair_gen,
+                    patch_size=PATCH_SIZE,
+                    max_shift=cfg.max_shift,
+                    ssim_threshold=cfg.ssim_threshold,
+                    max_tries=cfg.max_tries,
+                )
+                coords = pairs.coords()
+                zc = gather_pixels(z, coords)  # (B, 2S, D)
+                target = extract_patches(x, coords, PATCH_SIZE)
+                terms = cuts_loss(zc[:, :s], zc[:, s:], head(zc), target, cfg.lam, cfg.temperature)
+                detail = (
+                    f"contrastive {float(terms.contrastive.detach()):.3f}, "
+                    f"recon {float(terms.reconstruction.detach()):.4f}"
+                )
             loss_value = float(terms.total.detach())
             if not math.isfinite(loss_value):
                 raise CUTSError(
@@ -331,9 +364,7 @@ def _train(
             progress(
                 "train",
                 step / total_steps,
-                f"epoch {epoch + 1}/{cfg.epochs} loss {loss_value:.4f} "
-                f"(contrastive {float(terms.contrastive.detach()):.3f}, "
-                f"recon {float(terms.reconstruction.detach()):.4f})",
+                f"epoch {epoch + 1}/{cfg.epochs} loss {loss_value:.4f} ({detail})",
             )
         mean_loss = epoch_loss / per_epoch
         card["training"]["loss_history"].append(round(mean_loss, 6))
@@ -342,11 +373,15 @@ def _train(
         card["training"]["seconds"] = round(time.perf_counter() - t0, 2)
         if checkpoint_path is not None:
             card["training"]["complete"] = epoch + 1 == cfg.epochs
-            snapshot = TrainedModel(copy.deepcopy(encoder), copy.deepcopy(card))
+            snapshot = TrainedModel(copy.deepcopy(encoder), copy.deepcopy(card), _head_copy(objective))
             save_model(snapshot, checkpoint_path)
     encoder.eval()
     encoder.to(memory_format=torch.contiguous_format)
     card["training"]["complete"] = True
     final = card["training"].get("final_loss", float("nan"))
     progress("train", 1.0, f"done in {time.perf_counter() - t0:.0f} s, loss {final:.4f}")
-    return TrainedModel(encoder, card)
+    return TrainedModel(encoder, card, None if objective is None else objective.cluster_head)
+
+
+def _head_copy(objective: Any) -> Any:
+    return None if objective is None else copy.deepcopy(objective.cluster_head)
