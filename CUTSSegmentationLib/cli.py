@@ -1,5 +1,11 @@
 """The `cuts` command line: demo, train, segment, binarize.
 
+Peer methods (see `methods`): ``train``/``segment --objective cuts|infomax|iic|cgc`` picks the encoder
+objective; ``segment --method s3net|gmm|atlas`` runs a per-image method instead of CUTS (``atlas`` needs
+``--atlas IMAGE,LABELS``, one labelled reference). A per-image method's single label map is written as a
+one-level hierarchy by the same writer, so the output files are the same for every method; a model with a
+cluster head (infomax, iic, cgc) also gets its single-granularity map as ``clusters.nrrd``.
+
 Also run as `python -m CUTSSegmentationLib`, which is how the Slicer module's background process calls it
 (with `--progress lines`, machine-readable progress on stdout). Any user-fixable problem ends with ONE
 line on stderr and a non-zero exit code (2 for bad input, 3 for a bad model file, 4 for not enough
@@ -118,19 +124,109 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=_progress(args.progress),
         checkpoint_path=str(out) if args.checkpoint else None,
+        **_objective_overrides(args),
     )
     save_model(model, out)
     print(f"trained on {len(images)} input(s) in {time.perf_counter() - start:.1f} s -> {out}", file=sys.stderr)
     return EXIT_OK
 
 
+def _objective_overrides(args: argparse.Namespace) -> dict:
+    """TrainConfig fields for a peer objective (nothing for the CUTS objective: its path stays as it was)."""
+    objective = getattr(args, "objective", None) or "cuts"
+    if objective == "cuts":
+        return {}
+    overrides: dict = {"objective": objective}
+    if getattr(args, "clusters", None) is not None:
+        overrides["n_clusters"] = int(args.clusters)
+    return overrides
+
+
+def _check_method_arguments(args: argparse.Namespace) -> None:
+    method = args.method
+    if method == "atlas" and not args.atlas:
+        from .methods.atlas import NEEDS_ATLAS
+
+        raise InputError(NEEDS_ATLAS)
+    if args.atlas and method != "atlas":
+        raise InputError("--atlas is only used by --method atlas")
+    if method != "cuts" and args.model:
+        raise InputError(f"--method {method} segments each image on its own; --model applies to --method cuts")
+    if method != "cuts" and args.objective not in (None, "cuts"):
+        raise InputError(f"--objective applies to --method cuts (CUTS-style encoders), not to --method {method}")
+
+
+def _segment_per_image(args: argparse.Namespace, image):
+    """S3-Net, GMM threshold or atlas transfer: one label map, as a one-level hierarchy."""
+    from .imageio import validate_image
+    from .methods.common import single_level_hierarchy
+
+    validate_image(image)
+    progress = _progress(args.progress)
+    device = args.device
+    if args.method == "s3net":
+        from .methods import s3net
+
+        iterations = args.epochs if args.epochs is not None else s3net.S3_ITERATIONS
+        labels = s3net.segment_image_s3net(
+            image, iterations=iterations, seed=args.seed, device=device, progress=progress
+        )
+        info = s3net.describe()
+        info["iterations"] = iterations
+    elif args.method == "gmm":
+        from .methods.cgc import segment_image_gmm
+
+        labels = segment_image_gmm(image, seed=args.seed)
+        info = {"method": "gmm", "n_components": 3, "component": "brightest", "threshold": 0.5}
+    else:
+        from .methods import atlas
+
+        atlas_image, atlas_labels = atlas.parse_atlas_argument(args.atlas)
+        iterations = args.epochs if args.epochs is not None else atlas.ATLAS_ITERATIONS
+        labels = atlas.segment_image_atlas(
+            image, atlas_image, atlas_labels, iterations=iterations, seed=args.seed, device=device, progress=progress
+        )
+        info = atlas.describe()
+        info["atlas"] = args.atlas
+    info["source"] = image.source
+    return single_level_hierarchy(labels, image, info)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from .imageio import read_image
     from .pipeline import segment
 
+    _check_method_arguments(args)
     image = read_image(args.input)
-    model = _load_model(args.model, args.device)
     start = time.perf_counter()
+    if args.method != "cuts":
+        hierarchy = _segment_per_image(args, image)
+        with staged_directory(Path(args.out)) as stage:
+            write_segmentation_outputs(hierarchy, image, stage)
+        print(
+            f"--method {args.method}: {int(hierarchy.n_clusters[0])} labels in {time.perf_counter() - start:.1f} s "
+            f"-> {args.out}",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    model = _load_model(args.model, args.device)
+    if model is not None and args.objective is not None:
+        trained_with = (model.card.get("objective") or {}).get("name", "cuts")
+        if trained_with != args.objective:
+            raise InputError(
+                f"--objective {args.objective} does not match the model, which was trained with '{trained_with}'"
+            )
+    if model is None and _objective_overrides(args):
+        from .pipeline import train
+
+        model = train(
+            [image],
+            epochs=args.epochs,
+            device=args.device,
+            seed=args.seed,
+            progress=_progress(args.progress),
+            **_objective_overrides(args),
+        )
     hierarchy = segment(
         image,
         model,
@@ -141,6 +237,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     with staged_directory(Path(args.out)) as stage:
         write_segmentation_outputs(hierarchy, image, stage)
+        if model is not None and getattr(model, "cluster_head", None) is not None:
+            from .imageio import write_label_image
+            from .methods.common import cluster_head_map
+
+            clusters = cluster_head_map(model, image, device=args.device)
+            write_label_image(clusters, hierarchy.geometry, stage / "clusters.nrrd", hierarchy.is_2d)
     counts = ", ".join(str(int(c)) for c in hierarchy.n_clusters)
     print(
         f"{hierarchy.n_levels} levels ({counts} clusters) in {time.perf_counter() - start:.1f} s -> {args.out}",
@@ -213,13 +315,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="MODEL.safetensors (a MODEL.json card is written beside it)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default depends on the device)")
     p.add_argument("--checkpoint", action="store_true", help="save after every epoch (Ctrl-C keeps the last one)")
+    _add_objective_arguments(p, default="cuts")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("segment", parents=[common], help="segment one image or volume into a hierarchy")
     p.add_argument("input", help="image or volume file")
     p.add_argument("--model", help="trained encoder (.safetensors); without it, train on the input itself")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--epochs", type=int, default=None, help="epochs when training on the input itself")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs when training on the input itself (--method s3net / atlas: iterations, "
+                   "default 50 / 200)")
+    _add_objective_arguments(p, default=None)
+    p.add_argument("--method", choices=("cuts", "s3net", "gmm", "atlas"), default="cuts",
+                   help="cuts (default: encoder + condensation hierarchy); per-image single-map methods: s3net "
+                   "(S3-Net), gmm (CGC's GMM-with-threshold baseline), atlas (CLMorph atlas transfer, NEEDS --atlas)")
+    p.add_argument("--atlas", default=None,
+                   help="IMAGE,LABELS: the one labelled reference image that --method atlas warps onto the input")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("binarize", help="keep the structure under a seed point")
@@ -231,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", choices=("bar", "lines", "none"), default="bar", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_binarize)
     return parser
+
+
+def _add_objective_arguments(p: argparse.ArgumentParser, default: Optional[str]) -> None:
+    p.add_argument("--objective", choices=("cuts", "infomax", "iic", "cgc"), default=default,
+                   help="encoder objective: cuts (the paper's, default), infomax (boundary-aware information "
+                   "maximisation), iic (its alpha = 0), cgc (GMM-pseudo-label guided); see methods/objectives.py")
+    p.add_argument("--clusters", type=int, default=None, help="cluster-head size K for infomax/iic (default 40)")
 
 
 def _glue_point_arguments(argv: Sequence[str]) -> list[str]:
