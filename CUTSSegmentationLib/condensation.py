@@ -11,12 +11,19 @@ We keep that process and its meaning, but run it on a few thousand *weighted ato
 1. Pre-aggregation. Pixels whose embeddings are nearly identical would merge in the very first steps of
    the full process anyway. A seeded k-means (in a PCA projection of the embeddings, chunked, on CPU or
    GPU) groups the N pixels into M <= `n_atoms` atoms; an atom is its members' mean with weight = count.
-2. Exact weighted condensation over the atoms. An atom of weight w stands for w coincident points, so the
+2. The space condensation runs in. The authors' official implementation (Multiscale PHATE) does not
+   condense the raw embeddings but their PHATE *diffusion potential*: an adaptive alpha-decay kNN kernel,
+   the diffusion operator raised to a power t, and -log of it. We compute that potential over the weighted
+   atoms (an atom of weight w is w coincident points, so P_ij is proportional to K_ij * w_j) and condense in
+   its top principal components (`space="potential"`, the default); `space="embedding"` condenses the
+   embeddings' PCA projection directly. On the retina images the potential gives clearly better levels
+   (docs/benchmarks.md).
+3. Exact weighted condensation over the atoms. An atom of weight w stands for w coincident points, so the
    full operator restricted to atoms is K_ij * w_j / sum_j K_ij * w_j. After each diffusion step, atoms
    closer than the merge threshold merge (union-find over the pairs; weighted mean position, summed weight,
    and the id of the heaviest member, so a structure keeps its id from level to level). eps grows by
    `bandwidth_growth` at every diffusion step, as in Multiscale PHATE, until one cluster is left.
-3. Levels. The cluster count is non-increasing; a *plateau* is a run of diffusion steps that leaves it
+4. Levels. The cluster count is non-increasing; a *plateau* is a run of diffusion steps that leaves it
    unchanged, and its length (in steps, i.e. in log-bandwidth) is how long that granularity survives a
    growing kernel. The kept levels are the plateaus where the count settles (length >= `min_plateau`)
    with 2 .. `max_clusters` clusters, at most `max_levels` of them (the longest), finest first.
@@ -46,7 +53,7 @@ class CondensationConfig:
     """Knobs of the fast condensation; the defaults are what the benchmarks in docs/ were measured with."""
 
     #: upper bound on the number of weighted atoms the pixels are pre-aggregated into
-    n_atoms: int = 2048
+    n_atoms: int = 1024
     #: PCA dimensions used for pre-aggregation and condensation (the embedding's own size if smaller)
     pca_dim: int = 32
     #: Lloyd iterations of the pre-aggregation k-means
@@ -63,9 +70,17 @@ class CondensationConfig:
     min_plateau: int = 2
     #: coarsest and finest cluster counts a kept level may have
     min_clusters: int = 2
-    max_clusters: int = 128
+    max_clusters: int = 64
     #: at most this many levels are kept (the longest plateaus)
     max_levels: int = 30
+    #: "potential": condense the atoms' diffusion potential (as Multiscale PHATE); "embedding": the embeddings
+    space: str = "potential"
+    #: neighbours (atoms) setting each atom's kernel width in the potential's alpha-decay kernel
+    potential_knn: int = 5
+    #: diffusion time t of the potential (P^t)
+    potential_t: int = 10
+    #: alpha of the alpha-decay kernel exp(-(d / sigma_k)^alpha) (PHATE's default is 40)
+    potential_decay: float = 40.0
     #: safety stop on the number of diffusion steps
     max_steps: int = 5000
     seed: int = 0
@@ -166,6 +181,55 @@ def _kmeans(
     sums.index_add_(0, labels, points)
     weights = counts[used].to(points.dtype)
     return labels, sums / weights[:, None], weights
+
+
+def _atom_means(
+    embeddings: np.ndarray, labels: torch.Tensor, weights: torch.Tensor, chunk: int, device: torch.device
+) -> torch.Tensor:
+    """Full-dimensional mean embedding of every atom (one chunked pass; float16 inputs are never copied whole)."""
+    sums = torch.zeros((weights.shape[0], embeddings.shape[1]), dtype=torch.float32, device=device)
+    for start in range(0, embeddings.shape[0], chunk):
+        sums.index_add_(0, labels[start : start + chunk], _as_tensor(embeddings[start : start + chunk], device))
+    return sums / weights[:, None]
+
+
+def diffusion_potential(
+    x: torch.Tensor, w: torch.Tensor, knn: int, t: int, decay: float, dim: int, global_share: float = 0.01
+) -> torch.Tensor:
+    """PHATE's diffusion potential of weighted points, reduced to its top `dim` principal components.
+
+    Kernel: symmetrised alpha-decay K_ij = (exp(-(d_ij/s_i)^a) + exp(-(d_ij/s_j)^a)) / 2 with s_i the
+    distance to the `knn`-th nearest other point; P_ij = K_ij w_j / sum_j K_ij w_j; potential
+    U = -log(P^t + 1e-7) (PHATE's log potential, gamma = 1). O(M^2) memory, O(M^3 log t) time.
+    """
+    m = x.shape[0]
+    dist = torch.cdist(x, x)
+    k = max(1, min(knn, m - 1))
+    sigma = torch.kthvalue(dist, k + 1, dim=1).values.clamp_(min=1e-12)  # k+1: the 0 to itself comes first
+    kernel = 0.5 * (torch.exp(-(dist / sigma[:, None]).pow(decay)) + torch.exp(-(dist / sigma[None, :]).pow(decay)))
+    p = kernel * w[None, :]
+    p /= p.sum(1, keepdim=True)
+    # A kNN kernel cuts well-separated groups into disconnected components, between which the potential is
+    # flat (-log 1e-7): the coarse levels would then merge them in arbitrary order. A small share of a
+    # global Gaussian walk keeps far groups reachable in proportion to their distance.
+    sq = dist.pow(2)
+    wide = torch.exp(-sq / sq.median().clamp(min=1e-12)) * w[None, :]
+    p = (1.0 - global_share) * p + global_share * wide / wide.sum(1, keepdim=True)
+    del kernel, wide, sq
+    power = torch.linalg.matrix_power(p, max(1, int(t)))
+    del dist
+    potential = -torch.log(power + 1e-7)
+    potential -= potential.mean(0)
+    q = min(dim, m)
+    if m > 4 * q:
+        # Top principal components by randomised SVD: O(M^2 q) instead of an M x M eigen-decomposition.
+        g = torch.random.fork_rng(devices=[])
+        with g:
+            torch.manual_seed(0)
+            u, sv, _ = torch.svd_lowrank(potential, q=q + 8, niter=3)
+        return u[:, :q] * sv[:q]
+    _, basis = _pca_basis(potential, q)
+    return potential @ basis
 
 
 # ----------------------------------------------------------------------------- condensation proper
@@ -333,6 +397,19 @@ def condense(
     labels, atoms, weights = _kmeans(projected, k, config.kmeans_iters, generator, config.sample_size, config.chunk_size)
     del projected
     timings["preaggregation_s"] = time.perf_counter() - t0
+    check_cancel(cancel)
+
+    if config.space == "potential":
+        t0 = time.perf_counter()
+        progress("condense", 0.08, "diffusion potential of the atoms")
+        full = _atom_means(embeddings, labels, weights, config.chunk_size, device)
+        atoms = diffusion_potential(
+            full, weights, config.potential_knn, config.potential_t, config.potential_decay, config.pca_dim
+        )
+        del full
+        timings["potential_s"] = time.perf_counter() - t0
+    elif config.space != "embedding":
+        raise ValueError(f"unknown condensation space '{config.space}' (use 'potential' or 'embedding')")
     check_cancel(cancel)
 
     t0 = time.perf_counter()
