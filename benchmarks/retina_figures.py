@@ -80,6 +80,12 @@ MASK_METHODS = [
     ("cuts_spectral", "CUTS+spectral"),
     ("cuts_persistent", "CUTS+diff. P"),
     ("cuts_best", "CUTS best level"),
+    # peer methods (drawn when they ran)
+    ("gmm", "GMM thr. (CGC)"),
+    ("s3net", "S3-Net"),
+    ("infomax_persistent", "Infomax+diff. P"),
+    ("iic_persistent", "IIC+diff. P"),
+    ("atlas", "Atlas (1 mask)"),
 ]
 
 
@@ -104,14 +110,16 @@ def draw_masks(samples, maps, path: Path, n_images: int = 4) -> None:
     scored = sorted(have, key=lambda s: dice(mask_of(s, "cuts_persistent"), s.truth))
     picks = [scored[int(round(q * (len(scored) - 1)))] for q in np.linspace(0.1, 0.95, n_images)]
     picks = list({s.name: s for s in picks}.values())
-    cols = len(MASK_METHODS) + 1
+    present = set().union(*(maps[s.name].keys() for s in have)) | {"cuts_best"}
+    methods = [(k, n) for k, n in MASK_METHODS if k in present]
+    cols = len(methods) + 1
     fig, axes = plt.subplots(len(picks), cols, figsize=(1.45 * cols, 1.6 * len(picks)), squeeze=False)
     for r, s in enumerate(picks):
         axes[r, 0].imshow(s.rgb)
         _contour(axes[r, 0], s.truth, "lime")
         axes[r, 0].set_title(f"{s.name}", fontsize=7)
         _off(axes[r, 0])
-        for c, (key, name) in enumerate(MASK_METHODS, start=1):
+        for c, (key, name) in enumerate(methods, start=1):
             ax = axes[r, c]
             _off(ax)
             if key not in maps[s.name] and key != "cuts_best":
@@ -141,7 +149,7 @@ def draw_dice(res, path: Path, paper: dict, methods) -> None:
         if m.key in res.values:
             hint, hse = res.summary(m.key, "hint", "dice")
             seed, sse = res.summary(m.key, "seed", "dice")
-            color = "#2a6fb0" if m.key.startswith("cuts") else "#8a8a8a"
+            color = "#2a6fb0" if m.key.startswith("cuts") else ("#d08a2a" if m.group == "peer" else "#8a8a8a")
             ax.barh(yi + 0.18, hint, 0.34, xerr=hse, color=color, ecolor="black", capsize=2,
                     label="ours, label hint" if yi == y[0] or m is rows[0] else None)
             ax.barh(yi - 0.18, seed, 0.34, xerr=sse, color=color, alpha=0.45, ecolor="black", capsize=2)
@@ -156,6 +164,7 @@ def draw_dice(res, path: Path, paper: dict, methods) -> None:
     from matplotlib.patches import Patch
 
     ax.legend(handles=[Patch(color="#2a6fb0", label="ours, label hint"),
+                       Patch(color="#d08a2a", label="peer methods (label hint)"),
                        Patch(color="#2a6fb0", alpha=0.45, label="ours, seed point (innermost pixel)"),
                        Line2D([], [], color="k", marker="D", ls="", ms=4.5, label="paper, Table 1")],
               fontsize=7, loc="lower right")

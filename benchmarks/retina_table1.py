@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ import baselines  # noqa: E402
 
 DEFAULT_DATA = Path(os.environ.get("CUTS_RETINA_DIR", str(REPO.parent / "shared" / "data" / "retina")))
 DEFAULT_CACHE = HERE / ".cache" / "retina"
-DOC = REPO / "docs" / "benchmarks-retina.md"
+DOC = REPO / "docs" / "benchmarks.md"
 FIGURES = REPO / "docs" / "figures"
 SUMMARY_JSON = HERE / "results" / "retina_table1.json"
 
@@ -84,6 +84,8 @@ class Method:
     ours: bool = True
     note: str = ""
     paper_key: str = ""  # the paper's column this row compares with (default: key)
+    group: str = ""  # "" (the paper's Table 1 or our extra rows) or "peer" (the peer methods of issue 4)
+    headline: str = ""  # peers: what the method's own paper reports, on its own data (context only)
 
     @property
     def paper(self):
@@ -108,6 +110,26 @@ METHODS = [
     Method("sam", "SAM (supervised pre-training)", "map", False, ours=False),
     Method("unet", "UNet (supervised)", "map", False, ours=False),
     Method("nnunet", "nnUNet (supervised)", "map", False, ours=False),
+    # The peer methods (CUTSSegmentationLib.methods, benchmarks/peers.py): same images, binarisation, metrics.
+    Method("gmm", "GMM w/ threshold (CGC's baseline)", "map", True, note="peer", group="peer",
+           headline="BraTS Dice 0.759, CQ500 0.649 (FLAIR / CT lesions, brightest component)"),
+    Method("s3net", "S3-Net (50 iterations per image)", "map", True, note="peer", group="peer",
+           headline="PH2 skin lesions DSC 0.880, lung CT 0.947 (best-overlap cluster = label hint)"),
+    Method("infomax_head", "Boundary-aware infomax, cluster head (K=40)", "map", True, note="peer", group="peer",
+           headline="pre-training only; ACDC Dice 0.81 after fine-tuning on 1-8 labelled scans"),
+    Method("infomax_persistent", "Boundary-aware infomax + diffusion (persistent)", "map", True, note="peer",
+           group="peer"),
+    Method("infomax_best", "Boundary-aware infomax + diffusion (best level, oracle)", "levels", True, note="peer",
+           group="peer"),
+    Method("iic_head", "IIC, cluster head (K=40)", "map", True, note="peer", group="peer",
+           headline="(infomax paper's alpha=0 ablation) ACDC Dice 0.70 after fine-tuning"),
+    Method("iic_persistent", "IIC + diffusion (persistent)", "map", True, note="peer", group="peer"),
+    Method("iic_best", "IIC + diffusion (best level, oracle)", "levels", True, note="peer", group="peer"),
+    Method("cgc_head", "CGC objective, 2-way head", "map", True, note="peer", group="peer",
+           headline="BraTS Dice 0.841, CQ500 0.699 (unsupervised lesion segmentation)"),
+    Method("cgc_persistent", "CGC objective + diffusion (persistent)", "map", True, note="peer", group="peer"),
+    Method("atlas", "Atlas transfer, CLMorph 2D (uses ONE expert mask)", "map", True, note="peer", group="peer",
+           headline="LPBA40 Dice 0.763, MindBoggle101 0.629 (3D brain atlas registration)"),
 ]
 RUN_METHODS = [m for m in METHODS if m.ours]
 
@@ -224,14 +246,28 @@ def train_model(samples: list[Sample], seed: int, epochs: Optional[int], cache: 
     tag = f"model-n{len(samples)}-ep{epochs or 'auto'}{f'-crop{crop}' if crop else ''}-seed{seed}-{_source_hash(TRAIN_SOURCES)}"
     path = cache.path("models", tag + ".safetensors")
     if cache.enabled and path.is_file():
-        return load_model(path), path, None
+        return load_model(path), path, recorded_seconds(path)
     t0 = time.perf_counter()
     extra = {"crop_size": crop} if crop else {}
     model = train([s.image for s in samples], epochs=epochs, device="cpu", seed=seed, **extra)
     seconds = time.perf_counter() - t0
     save_model(model, path)
+    record_seconds(path, seconds)
     log(f"seed {seed}: trained on {len(samples)} images in {seconds:.0f} s")
     return model, path, seconds
+
+
+def record_seconds(model_path: Path, seconds: float) -> None:
+    """Keep the training time beside a cached model, so a run from the cache still reports real compute time."""
+    model_path.with_name(model_path.stem + ".seconds.txt").write_text(f"{seconds:.3f}\n")
+
+
+def recorded_seconds(model_path: Path) -> Optional[float]:
+    p = model_path.with_name(model_path.stem + ".seconds.txt")
+    try:
+        return float(p.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def hierarchy_arrays(h) -> dict[str, np.ndarray]:
@@ -286,13 +322,16 @@ def run_pixels(sample: Sample, seed: int, cache: Cache) -> dict[str, np.ndarray]
 
 def classical(sample: Sample, cache: Cache) -> dict[str, np.ndarray]:
     def compute() -> dict[str, np.ndarray]:
-        return {
+        t0 = time.perf_counter()
+        out = {
             "watershed": baselines.otsu_threshold(sample.rgb),
             "watershed_markers": baselines.otsu_watershed(sample.rgb),
             "felzenszwalb": baselines.felzenszwalb(sample.rgb),
             "felzenszwalb_default": baselines.felzenszwalb_default(sample.rgb),
             "slic": baselines.slic(sample.rgb),
         }
+        out["seconds"] = np.array([time.perf_counter() - t0])
+        return out
 
     return cache.arrays(f"classical/{sample.name}.npz", compute)
 
@@ -358,9 +397,16 @@ class Results:
         """Mean over seeds of (mean over images, standard error over images)."""
         source = self.values if method in self.values else self.variants
         arr = source[method][how][metric]
+        arr = arr[np.isfinite(arr).any(axis=1)]  # seeds this method ran with (peers: --peer-seeds)
+        if arr.size == 0:
+            return float("nan"), float("nan")
         means = np.nanmean(arr, axis=1)
         ses = np.nanstd(arr, axis=1) / np.sqrt(np.sum(~np.isnan(arr), axis=1))
         return float(np.mean(means)), float(np.mean(ses))
+
+    def n_seeds(self, method: str) -> int:
+        arr = self.values[method]["hint"]["dice"]
+        return int(np.isfinite(arr).any(axis=1).sum())
 
 
 def run(
@@ -371,16 +417,18 @@ def run(
     cache: Cache,
     keep_maps: int = 0,
     crop: Optional[int] = None,
+    peer_seeds: Sequence[int] = (),
 ) -> tuple[Results, dict]:
-    """Run every method on samples[indices] for every seed; keep the label maps of the first `keep_maps`
-    evaluated images of the first seed (for figures)."""
+    """Run every method on samples[indices] for every seed (the peer methods for the seeds in `peer_seeds`);
+    keep the label maps of the first `keep_maps` evaluated images of the first seed (for figures)."""
     chosen = [samples[i] for i in indices]
     res = Results(seeds=list(seeds), names=[s.name for s in chosen])
     maps: dict = {}
     t_start = time.perf_counter()
-    t0 = time.perf_counter()
+    classical_s = 0.0
     for ii, sample in enumerate(chosen):
         labels = classical(sample, cache)
+        classical_s += float(labels.pop("seconds", np.zeros(1)).sum())
         for key in ("watershed", "watershed_markers", "felzenszwalb", "felzenszwalb_default", "slic"):
             for how in BINARISATIONS:
                 metrics = score(binarise(labels[key], sample, how), sample.truth)
@@ -388,8 +436,10 @@ def run(
                     res.put(key, how, si, ii, metrics)
         if ii < keep_maps:
             maps.setdefault(sample.name, {}).update({k: labels[k] for k in labels})
+    t0 = time.perf_counter()
     res.sweep = baseline_sweep(chosen)
-    res.timings["classical_s"] = time.perf_counter() - t0
+    res.timings["classical_s"] = classical_s
+    res.timings["sweep_s"] = time.perf_counter() - t0
 
     train_s, cuts_s, pixel_s = [], 0.0, 0.0
     for si, seed in enumerate(seeds):
@@ -397,13 +447,11 @@ def run(
         if seconds is not None:
             train_s.append(seconds)
         for ii, sample in enumerate(chosen):
-            t0 = time.perf_counter()
             rnd = baselines.random_labels(sample.rgb, seed=seed * 1000 + ii)
             pix = run_pixels(sample, seed, cache)
-            pixel_s += time.perf_counter() - t0
-            t0 = time.perf_counter()
+            pixel_s += float(pix["seconds"].sum())  # recorded when computed (also when read from the cache)
             cuts = run_cuts(sample, model, model_path, seed, cache)
-            cuts_s += time.perf_counter() - t0
+            cuts_s += float(cuts["seconds"].sum())
             single = {
                 "random": rnd,
                 "pixel_kmeans": pix["kmeans"],
@@ -434,8 +482,72 @@ def run(
             if (ii + 1) % 10 == 0 or ii + 1 == len(chosen):
                 d = res.values["cuts_persistent"]["hint"]["dice"][si, : ii + 1]
                 log(f"seed {seed}: {ii + 1}/{len(chosen)} images, CUTS persistent Dice so far {np.nanmean(d):.3f}")
-    res.timings.update(train_s=train_s, cuts_s=cuts_s, pixels_s=pixel_s, total_s=time.perf_counter() - t_start)
+    res.timings.update(train_s=train_s, cuts_s=cuts_s, pixels_s=pixel_s)
+    res.timings["table1_compute_s"] = (classical_s + res.timings["sweep_s"] + sum(train_s) + cuts_s + pixel_s)
+    if peer_seeds:
+        res.timings["peers"] = run_peers(samples, chosen, seeds, peer_seeds, epochs, cache, res, maps, keep_maps,
+                                         crop)
+        res.timings["peers_s"] = sum(res.timings["peers"].values())
+    res.timings["total_s"] = time.perf_counter() - t_start
     return res, maps
+
+
+def run_peers(samples: list[Sample], chosen: list[Sample], seeds: list[int], peer_seeds: Sequence[int],
+              epochs: Optional[int], cache: Cache, res: Results, maps: dict, keep_maps: int,
+              crop: Optional[int]) -> dict:
+    """The peer methods (benchmarks/peers.py) on the chosen images for each seed of `peer_seeds` (must be in
+    `seeds`); scores go into `res` under the peer keys. Returns seconds per part (training, per image)."""
+    import peers
+
+    timings: dict = {}
+
+    def add(key: str, seconds: float) -> None:
+        timings[key] = timings.get(key, 0.0) + float(seconds)
+
+    for seed in peer_seeds:
+        si = seeds.index(seed)
+        models = {}
+        for objective in peers.OBJECTIVES:
+            model, path, seconds = peers.train_objective_model(samples, objective, seed, epochs, cache, log, crop)
+            models[objective] = (model, path)
+            if seconds is not None:
+                add(f"{objective}_train_s", seconds)
+        atlas = peers.AtlasRunner(samples, seed, cache, log)
+        for ii, sample in enumerate(chosen):
+            single: dict[str, np.ndarray] = {}
+            levels: dict[str, np.ndarray] = {}
+            for objective, (model, path) in models.items():
+                out = peers.run_objective(sample, model, path, seed, cache, hierarchy_arrays)
+                add(f"{objective}_segment_s", out["seconds"].sum())
+                single[f"{objective}_head"] = out["head"]
+                single[f"{objective}_persistent"] = out["persistent"]
+                if any(m.key == f"{objective}_best" for m in METHODS):
+                    levels[f"{objective}_best"] = out["levels"]
+            for key, fn in (("s3net", peers.run_s3net), ("gmm", peers.run_gmm)):
+                out = fn(sample, seed, cache)
+                add(f"{key}_s", out["seconds"].sum())
+                single[key] = out["labels"]
+            out = atlas.run(sample)
+            if out is not None:
+                add("atlas_s", out["seconds"].sum())
+                single["atlas"] = out["labels"]
+            for how in BINARISATIONS:
+                for key, lab in single.items():
+                    mask = binarise(lab, sample, how, zero_is_label=not key.endswith("persistent"))
+                    res.put(key, how, si, ii, score(mask, sample.truth))
+                for key, lv in levels.items():
+                    best, _ = score_levels(lv, sample, how)
+                    res.put(key, how, si, ii, best)
+            if si == 0 and ii < keep_maps:
+                maps.setdefault(sample.name, {}).update(single)
+            if (ii + 1) % 10 == 0 or ii + 1 == len(chosen):
+                msg = ", ".join(f"{k} {np.nanmean(res.values[k]['hint']['dice'][si, : ii + 1]):.3f}"
+                                for k in ("s3net", "infomax_persistent", "iic_persistent", "cgc_persistent", "atlas")
+                                if k in res.values)
+                log(f"peers, seed {seed}: {ii + 1}/{len(chosen)} images, Dice so far: {msg}")
+        if atlas.train_seconds() is not None:
+            add("atlas_train_s", atlas.train_seconds())
+    return timings
 
 
 def _persistent(levels: np.ndarray, **kwargs) -> np.ndarray:
@@ -510,12 +622,16 @@ def _fmt(metric: str, value: float) -> str:
     return f"{value:.3f}"
 
 
-def table_markdown(res: Results, how: str, with_paper: bool = True, extra: Optional[bool] = None) -> str:
-    """Paper layout: one row per metric, methods as columns, each cell 'ours ± SE (paper)'.
-    extra=False: only the paper's columns; True: only our extra rows (not in the paper); None: all."""
+def method_group(m: Method) -> str:
+    """"paper" (a column of the paper's Table 1), "extra" (our extra rows) or "peer" (the peer methods)."""
+    return "peer" if m.group == "peer" else ("extra" if m.note else "paper")
+
+
+def table_markdown(res: Results, how: str, with_paper: bool = True, groups: Sequence[str] = ("paper", "extra")) -> str:
+    """Paper layout: one row per metric, methods as columns, each cell 'ours ± SE (paper)', for the methods of
+    `groups` (see `method_group`)."""
     cols = [m for m in METHODS if m.key in res.values or (with_paper and not m.ours)]
-    if extra is not None:
-        cols = [m for m in cols if bool(m.note) == extra]
+    cols = [m for m in cols if method_group(m) in groups]
     head = "| metric | " + " | ".join(m.name for m in cols) + " |"
     sep = "| --- |" + " --- |" * len(cols)
     lines = [head, sep]
@@ -539,6 +655,8 @@ def dice_rows_markdown(res: Results) -> str:
     lines = ["| method | Dice, label hint (ours) | paper | ours - paper | Dice, seed point (ours) |",
              "| --- | --- | --- | --- | --- |"]
     for m in METHODS:
+        if m.group == "peer":
+            continue
         paper = m.paper
         if m.key in res.values:
             hint, hse = res.summary(m.key, "hint", "dice")
@@ -548,6 +666,24 @@ def dice_rows_markdown(res: Results) -> str:
                          if paper else f"| {m.name} | {hint:.3f} ± {hse:.3f} | - | - | {seed:.3f} ± {sse:.3f} |")
         elif paper:
             lines.append(f"| {m.name} (paper only) | - | {paper[0]:.3f} | - | - |")
+    return "\n".join(lines)
+
+
+def peers_markdown(res: Results) -> str:
+    """The peer methods: every metric (label hint), seed-point Dice, seeds, and their own papers' headlines."""
+    lines = ["| method | Dice ↑ | Hausdorff (px) ↓ | SSIM ↑ | ERGAS ↓ | RMSE ↓ | Dice, seed point | seeds "
+             "| its paper reports (other data, context only) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for m in METHODS:
+        if m.group != "peer" or m.key not in res.values:
+            continue
+        cells = []
+        for metric in METRICS:
+            mean, se = res.summary(m.key, "hint", metric)
+            cells.append(f"{_fmt(metric, mean)} ± {_fmt(metric, se)}")
+        seed, sse = res.summary(m.key, "seed", "dice")
+        lines.append(f"| {m.name} | " + " | ".join(cells) + f" | {seed:.3f} ± {sse:.3f} | {res.n_seeds(m.key)} "
+                     f"| {m.headline or ''} |")
     return "\n".join(lines)
 
 
@@ -632,19 +768,22 @@ def write_doc(res: Results, command: str, wall_s: float, condensation: Optional[
     t = res.timings
     block = [
         begin,
-        f"Command: `{command}` (engine {engine_version()}); wall time {wall_s / 60:.1f} min on this machine "
-        f"({os.cpu_count()} CPU cores, shared); {len(res.names)} images x {len(res.seeds)} training seeds "
-        f"({', '.join(map(str, res.seeds))}); training {', '.join(f'{s:.0f}' for s in t.get('train_s', [])) or 'cached'} s "
-        f"per seed; CUTS segmentation + spectral {t['cuts_s']:.0f} s, pixel methods {t['pixels_s']:.0f} s in all.",
+        f"Command: `{command}` (engine {engine_version()}), on this machine ({os.cpu_count()} CPU cores); "
+        f"{len(res.names)} images x {len(res.seeds)} training seeds ({', '.join(map(str, res.seeds))}). "
+        f"Compute time of the Table 1 methods: {t['table1_compute_s'] / 60:.1f} min (training "
+        f"{', '.join(f'{s:.0f}' for s in t.get('train_s', [])) or '-'} s per seed; CUTS segmentation + spectral "
+        f"{t['cuts_s']:.0f} s, pixel methods {t['pixels_s']:.0f} s, classical {t['classical_s'] + t['sweep_s']:.0f} s "
+        f"in all), recorded when each part was computed; this invocation's wall time {wall_s / 60:.1f} min "
+        "(parts already in the cache are read, not recomputed).",
         "",
         "**Table 1, retina GA, label-hint binarisation** (ours: mean ± standard error over images, averaged over "
         "seeds; the paper's value in brackets):",
         "",
-        table_markdown(res, "hint", extra=False),
+        table_markdown(res, "hint", groups=("paper",)),
         "",
         "Extra rows, not in the paper's Table 1 (same harness, label hint):",
         "",
-        table_markdown(res, "hint", with_paper=False, extra=True),
+        table_markdown(res, "hint", with_paper=False, groups=("extra",)),
         "",
         "**Dice per method**, label hint vs the paper, and with a seed point at the mask's innermost pixel:",
         "",
@@ -654,6 +793,16 @@ def write_doc(res: Results, command: str, wall_s: float, condensation: Optional[
         "",
         table_markdown(res, "seed", with_paper=False),
     ]
+    if any(m.group == "peer" and m.key in res.values for m in METHODS):
+        pt = t.get("peers", {})
+        parts = [f"{k[:-2].replace('_', ' ')} {v:.0f} s" for k, v in sorted(pt.items())]
+        block += ["", "**The peer methods** (issue 4; same images, harness, label-hint binarisation and metrics; "
+                  "mean ± standard error over images, averaged over the seeds in the `seeds` column). Their papers' "
+                  "numbers are on other data and protocols, quoted for context only. "
+                  "Encoder objectives were trained on the 56 images with the same CPU budget as CUTS; the atlas "
+                  "row uses the expert mask of one reference image (the 11th in name order, left out of its scores), so "
+                  "it is not label-free:", "", peers_markdown(res), "",
+                  f"Peer methods took {t.get('peers_s', 0) / 60:.1f} min in all ({', '.join(parts) or 'cached'})."]
     if "cuts_best" in res.best_level:
         lv = res.best_level["cuts_best"]
         nl = res.n_levels["cuts_best"]
@@ -710,6 +859,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--msphate-python", default=os.environ.get("CUTS_MSPHATE_PYTHON"),
                         help="python with multiscale-phate: run the MS-PHATE comparison (bench_condensation.py)")
     parser.add_argument("--msphate-images", type=int, default=5)
+    parser.add_argument("--peer-seeds", type=int, nargs="*", default=None,
+                        help="training seeds of the peer methods (default: the first seed; --quick: none); "
+                             "give no value to leave the peers out")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a busy 2-core machine 2 threads ran training 1.4x and "
                              "condensation 2-7x slower than 1; use 2 on an idle machine)")
@@ -746,9 +898,17 @@ def _main(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
     cache = Cache(args.cache, enabled=not args.no_cache)
     samples = load_retina(args.data)
     indices = pick(len(samples), n_images)
-    log(f"{len(indices)} of {len(samples)} images, seeds {seeds}, epochs {epochs or 'default'}")
     draw = write and not args.no_figures
-    res, maps = run(samples, indices, seeds, epochs, cache, keep_maps=len(indices) if draw else 0, crop=args.crop)
+    if args.peer_seeds is None:
+        peer_seeds = [] if args.quick else seeds[:1]
+    else:
+        peer_seeds = [s for s in args.peer_seeds if s in seeds]
+        if len(peer_seeds) != len(args.peer_seeds):
+            raise SystemExit("--peer-seeds must be among --seeds")
+    log(f"{len(indices)} of {len(samples)} images, seeds {seeds}, epochs {epochs or 'default'}, "
+        f"peer methods with seeds {peer_seeds or 'none'}")
+    res, maps = run(samples, indices, seeds, epochs, cache, keep_maps=len(indices) if draw else 0, crop=args.crop,
+                    peer_seeds=peer_seeds)
 
     condensation = None
     if args.msphate_python and not args.quick:
@@ -757,7 +917,7 @@ def _main(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
 
     wall = time.perf_counter() - t_start
     res.timings["wall_s"] = wall
-    print(table_markdown(res, "hint", extra=False))
+    print(table_markdown(res, "hint", groups=("paper",)))
     print()
     print(dice_rows_markdown(res))
     summary = summary_dict(res)

@@ -1,0 +1,168 @@
+"""The peer methods of the field (CUTSSegmentationLib.methods) on the retina images, for the Table 1 harness.
+
+Each function returns label maps for one image and caches them under the benchmark's cache folder, keyed by
+the sources that produced them, like the CUTS rows of `retina_table1.py`:
+
+- encoder objectives (boundary-aware infomax, IIC, CGC): one encoder per seed trained on all 56 images with
+  the same CPU budget as CUTS (`pipeline.train(..., objective=...)`), then per image the usual CUTS hierarchy
+  of its embeddings (persistent map and levels) and its cluster head's single-granularity map;
+- per-image methods: S3-Net (50 SGD iterations on the image), the GMM-with-threshold baseline of CGC;
+- atlas transfer (CLMorph, 2D): one registration network trained on the 56 images (no labels), then the
+  atlas's expert mask warped onto each image. It uses ONE expert mask (the atlas's), so it is not label-free;
+  the atlas image itself is left out of its scores.
+
+The choice of one training seed by default (`--peer-seeds`) is for time: an infomax or IIC step passes two
+views through the encoder and costs about 2.5 times a CUTS step, so three seeds of three objectives would not
+fit in the benchmark's hour on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The encoder objectives run here, with the sources their models depend on (for cache keys).
+OBJECTIVES = ("infomax", "iic", "cgc")
+OBJECTIVE_SOURCES = ["training.py", "sampling.py", "losses.py", "encoder.py", "normalization.py", "imageio.py",
+                     "methods/objectives.py", "methods/transforms.py", "methods/common.py", "methods/cgc.py"]
+SEGMENT_SOURCES = ["embedding.py", "condensation.py", "pipeline.py", "persistence.py", "methods/common.py"]
+#: Iterations of the dataset-wide atlas registration network (the module's per-pair default is 200).
+ATLAS_TRAIN_ITERATIONS = 400
+#: Index (in the sorted 56) of the labelled reference image of the atlas method: the 11th, as in the
+#: method's first check; any image would do, it is excluded from the atlas row's scores.
+ATLAS_INDEX = 10
+
+
+def source_hash(names: list[str]) -> str:
+    h = hashlib.sha1()
+    for name in names:
+        h.update((REPO / "CUTSSegmentationLib" / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
+def train_objective_model(samples, objective: str, seed: int, epochs: Optional[int], cache, log: Callable,
+                          crop: Optional[int] = None):
+    """Encoder trained with a peer objective on all images (labels unused); cached. -> (model, path, seconds)."""
+    from CUTSSegmentationLib.modelfile import load_model, save_model
+    from CUTSSegmentationLib.pipeline import train
+    from retina_table1 import record_seconds, recorded_seconds
+
+    tag = (f"{objective}-n{len(samples)}-ep{epochs or 'auto'}{f'-crop{crop}' if crop else ''}-seed{seed}-"
+           f"{source_hash(OBJECTIVE_SOURCES)}")
+    path = cache.path("models", tag + ".safetensors")
+    if cache.enabled and path.is_file():
+        return load_model(path), path, recorded_seconds(path)
+    t0 = time.perf_counter()
+    extra = {"crop_size": crop} if crop else {}
+    model = train([s.image for s in samples], epochs=epochs, device="cpu", seed=seed, objective=objective, **extra)
+    seconds = time.perf_counter() - t0
+    save_model(model, path)
+    record_seconds(path, seconds)
+    log(f"seed {seed}: {objective} objective trained on {len(samples)} images in {seconds:.0f} s")
+    return model, path, seconds
+
+
+def run_objective(sample, model, model_path: Path, seed: int, cache, hierarchy_arrays: Callable) -> dict:
+    """Hierarchy of a peer-objective encoder's embeddings (levels, persistent) and its cluster-head map."""
+    from CUTSSegmentationLib.methods.common import cluster_head_map
+    from CUTSSegmentationLib.pipeline import segment
+
+    key = f"{model_path.stem}-{source_hash(SEGMENT_SOURCES)}"
+
+    def compute() -> dict:
+        t0 = time.perf_counter()
+        h = segment(sample.image, model, device="cpu", seed=seed)
+        t1 = time.perf_counter()
+        head = cluster_head_map(model, sample.image).reshape(sample.truth.shape)
+        out = hierarchy_arrays(h)
+        out["head"] = head.astype(np.uint16)
+        out["seconds"] = np.array([t1 - t0, time.perf_counter() - t1])
+        return out
+
+    return cache.arrays(f"peers/{key}/{sample.name}.npz", compute)
+
+
+def run_s3net(sample, seed: int, cache) -> dict:
+    from CUTSSegmentationLib.methods.s3net import segment_image_s3net
+
+    key = f"s3net-seed{seed}-{source_hash(['methods/s3net.py', 'methods/common.py', 'methods/transforms.py'])}"
+
+    def compute() -> dict:
+        t0 = time.perf_counter()
+        labels = segment_image_s3net(sample.image, seed=seed).reshape(sample.truth.shape)
+        return {"labels": labels.astype(np.uint16), "seconds": np.array([time.perf_counter() - t0])}
+
+    return cache.arrays(f"peers/{key}/{sample.name}.npz", compute)
+
+
+def run_gmm(sample, seed: int, cache) -> dict:
+    from CUTSSegmentationLib.methods.cgc import segment_image_gmm
+
+    key = f"gmm-seed{seed}-{source_hash(['methods/cgc.py', 'methods/common.py'])}"
+
+    def compute() -> dict:
+        t0 = time.perf_counter()
+        labels = segment_image_gmm(sample.image, seed=seed).reshape(sample.truth.shape)
+        return {"labels": labels.astype(np.uint16), "seconds": np.array([time.perf_counter() - t0])}
+
+    return cache.arrays(f"peers/{key}/{sample.name}.npz", compute)
+
+
+class AtlasRunner:
+    """Atlas transfer with one registration network per seed, trained lazily (only when a map is not cached)."""
+
+    def __init__(self, samples, seed: int, cache, log: Callable) -> None:
+        self.samples = samples
+        self.atlas = samples[ATLAS_INDEX]
+        self.seed = seed
+        self.cache = cache
+        self.log = log
+        self.registration = None
+        self.train_s: Optional[float] = None
+        self.key = (f"atlas-{self.atlas.name}-it{ATLAS_TRAIN_ITERATIONS}-n{len(samples)}-seed{seed}-"
+                    f"{source_hash(['methods/atlas.py', 'methods/common.py', 'methods/transforms.py'])}")
+
+    def _registration(self):
+        if self.registration is None:
+            from CUTSSegmentationLib.methods.atlas import train_atlas_registration
+
+            t0 = time.perf_counter()
+            self.registration = train_atlas_registration([s.image for s in self.samples], self.atlas.image,
+                                                         iterations=ATLAS_TRAIN_ITERATIONS, seed=self.seed)
+            self.train_s = time.perf_counter() - t0
+            self.cache.path(f"peers/{self.key}/train-seconds.txt").write_text(f"{self.train_s:.3f}\n")
+            self.log(f"seed {self.seed}: atlas registration trained on {len(self.samples)} images in "
+                     f"{self.train_s:.0f} s")
+        return self.registration
+
+    def train_seconds(self) -> Optional[float]:
+        """Training time of the registration network, of this run or recorded when it was trained."""
+        if self.train_s is not None:
+            return self.train_s
+        try:
+            return float(self.cache.path(f"peers/{self.key}/train-seconds.txt").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def run(self, sample) -> Optional[dict]:
+        """The atlas mask warped onto `sample` ({1 background, 2 GA}); None for the atlas image itself."""
+        from CUTSSegmentationLib.methods.atlas import segment_image_atlas
+
+        if sample.name == self.atlas.name:
+            return None
+
+        def compute() -> dict:
+            registration = self._registration()
+            t0 = time.perf_counter()
+            labels = segment_image_atlas(sample.image, self.atlas.image, self.atlas.truth.astype(np.uint8),
+                                         registration=registration, seed=self.seed)
+            return {"labels": labels.reshape(sample.truth.shape).astype(np.uint16),
+                    "seconds": np.array([time.perf_counter() - t0])}
+
+        return self.cache.arrays(f"peers/{self.key}/{sample.name}.npz", compute)
