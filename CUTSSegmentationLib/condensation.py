@@ -295,7 +295,10 @@ def _condense_atoms(
     if not math.isfinite(nn_sq) or nn_sq <= 0:
         nn_sq = max(float(nearest.max().item()), 1e-12)
     eps = config.initial_bandwidth * nn_sq
-    merge_sq = (config.merge_factor**2) * nn_sq
+    # The merge threshold in the atoms' own precision: the "is anything close?" test (a Python float against
+    # the float32 `nearest`) and `close_pairs` (a float32 comparison) must agree exactly, or a distance equal
+    # to the float32-rounded threshold passes one and not the other and no merge would ever happen.
+    merge_sq = float(torch.tensor((config.merge_factor**2) * nn_sq, dtype=x.dtype))
     # Beyond this bandwidth the kernel is flat over all points; growing eps further changes nothing.
     spread = float(((x - x.mean(0)) ** 2).sum(1).max().item())
     max_eps = 4.0 * spread * 1e3 + eps
@@ -306,10 +309,10 @@ def _condense_atoms(
     steps = 0
     while x.shape[0] > 1 and steps < config.max_steps:
         check_cancel(cancel)
-        if float(nearest.min().item()) < merge_sq:
-            m = x.shape[0]
-            comp = _components(geo.close_pairs(merge_sq), m)
-            n_comp = int(comp.max()) + 1
+        m = x.shape[0]
+        comp = _components(geo.close_pairs(merge_sq), m) if float(nearest.min().item()) < merge_sq else None
+        n_comp = int(comp.max()) + 1 if comp is not None else m
+        if n_comp < m:  # every merge event lowers the count: the loop cannot stall on one
             comp_t = torch.from_numpy(comp).to(x.device)
             wsum = torch.zeros(n_comp, dtype=x.dtype, device=x.device).index_add_(0, comp_t, w)
             xsum = torch.zeros((n_comp, x.shape[1]), dtype=x.dtype, device=x.device)

@@ -117,3 +117,28 @@ def test_select_levels_prefers_long_plateaus() -> None:
     lengths = np.array([0, 1, 5, 2, 9, 1, 7, 0])
     cfg = CondensationConfig(min_plateau=2, max_levels=3)
     assert list(select_levels(counts, lengths, cfg)) == [2, 4, 6]
+
+
+def test_distance_at_the_float32_rounded_merge_threshold_does_not_stall() -> None:
+    """Regression: a retina image hung `cuts segment` (memory growing) when one atom pair lay exactly at the
+    float32-rounded merge threshold: the float64 "anything close?" test said yes, the float32 pair search
+    found nothing, and the loop re-ran the same empty merge forever.
+
+    Atoms: a unit grid (median nearest squared distance 1, so merge_sq = 0.1**2 = 0.010000000000000002 in
+    float64) plus a pair whose float32 squared distance is exactly float32(0.01) = 0.0099999998: with
+    coordinates (3103, 1053) * 2**-15, a**2 + b**2 = 10737418 * 2**-30 is exact in float32.
+    """
+    import torch
+
+    from CUTSSegmentationLib.condensation import _condense_atoms
+    from CUTSSegmentationLib.progress import no_progress
+
+    x = np.zeros((12, 4), dtype=np.float32)
+    x[1, :2] = np.array([3103, 1053], dtype=np.float32) * np.float32(2.0**-15)
+    x[2:, 2] = np.arange(1, 11, dtype=np.float32)  # grid atoms (0, 0, k, 0), k = 1..10
+    assert float(np.float32((x[1] ** 2).sum())) == float(np.float32(0.1**2)) < 0.1**2
+    config = CondensationConfig(merge_factor=0.1, max_steps=400)
+    tree, counts, _ = _condense_atoms(torch.from_numpy(x), torch.ones(12), config, no_progress, None)
+    # every merge event lowers the count, and condensation ends in one cluster
+    assert np.all(np.diff(counts) < 0), counts
+    assert counts[-1] == 1 and len(np.unique(tree[-1])) == 1
