@@ -51,7 +51,7 @@ def build_hierarchy(
     info: Optional[dict[str, Any]] = None,
 ) -> Hierarchy:
     """Label maps of the kept levels (uint16, finest first) and the persistent map, in the image's shape."""
-    from .persistence import persistent_structures
+    from .persistence import persistent_level_indices, persistent_structures
 
     shape = image.spatial_shape
     tree = result.merge_tree
@@ -62,7 +62,9 @@ def build_hierarchy(
         # Level labels are cluster id + 1 so that 0 stays free for "no label".
         lookup = (tree[event].astype(np.int64) + 1).astype(dtype)
         levels[i] = lookup[atom_map]
-    persistent = persistent_structures(levels) if with_persistent and len(levels) else None
+    persistent = None
+    if with_persistent and len(levels):
+        persistent = persistent_structures(levels[persistent_level_indices(result.level_clusters)])
     return Hierarchy(
         levels=levels,
         n_clusters=result.level_clusters,

@@ -418,6 +418,7 @@ def run(
     keep_maps: int = 0,
     crop: Optional[int] = None,
     peer_seeds: Sequence[int] = (),
+    table1: bool = True,
 ) -> tuple[Results, dict]:
     """Run every method on samples[indices] for every seed (the peer methods for the seeds in `peer_seeds`);
     keep the label maps of the first `keep_maps` evaluated images of the first seed (for figures)."""
@@ -425,6 +426,11 @@ def run(
     res = Results(seeds=list(seeds), names=[s.name for s in chosen])
     maps: dict = {}
     t_start = time.perf_counter()
+    if not table1:  # only the peer methods (a second process can fill their cache beside a Table 1 run)
+        res.timings["peers"] = run_peers(samples, chosen, seeds, peer_seeds, epochs, cache, res, maps, keep_maps,
+                                         crop)
+        res.timings["total_s"] = time.perf_counter() - t_start
+        return res, maps
     classical_s = 0.0
     for ii, sample in enumerate(chosen):
         labels = classical(sample, cache)
@@ -560,12 +566,20 @@ def _persistent(levels: np.ndarray, **kwargs) -> np.ndarray:
 
 #: Other single maps built from the same CUTS levels without labels: what was tried to close the gap between
 #: the persistent map and the best-level oracle. Analysis rows only: the choices were compared on these labels.
+def _levels_upto(L: np.ndarray, nc: np.ndarray, k: int) -> np.ndarray:
+    from CUTSSegmentationLib.persistence import persistent_level_indices
+
+    return L[persistent_level_indices(nc, k)]
+
+
 PERSISTENT_VARIANTS = [
-    ("engine rule, coarsest level ignored (the authors' loop)", lambda L, nc: _persistent(L, skip_coarsest=True)),
-    ("engine rule, persistence >= 3 levels", lambda L, nc: _persistent(L, min_persistence=3)),
-    ("engine rule, min area 2%", lambda L, nc: _persistent(L, min_area_fraction=0.02)),
-    ("engine rule on levels with <= 32 clusters", lambda L, nc: _persistent(L[nc <= 32] if (nc <= 32).any() else L[-1:])),
-    ("engine rule on levels with <= 16 clusters", lambda L, nc: _persistent(L[nc <= 16] if (nc <= 16).any() else L[-1:])),
+    ("the authors' rule on ALL levels (up to 64 clusters)", lambda L, nc: _persistent(L)),
+    ("engine levels (<= 16 clusters), coarsest level ignored (the authors' loop)",
+     lambda L, nc: _persistent(_levels_upto(L, nc, 16), skip_coarsest=True)),
+    ("engine levels, persistence >= 3 levels", lambda L, nc: _persistent(_levels_upto(L, nc, 16), min_persistence=3)),
+    ("engine levels, min area 2%", lambda L, nc: _persistent(_levels_upto(L, nc, 16), min_area_fraction=0.02)),
+    ("the authors' rule on levels with <= 32 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 32))),
+    ("the authors' rule on levels with <= 8 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 8))),
     ("the level nearest 10 clusters", lambda L, nc: L[int(np.argmin(np.abs(nc - 10)))]),
 ]
 
@@ -859,6 +873,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--msphate-python", default=os.environ.get("CUTS_MSPHATE_PYTHON"),
                         help="python with multiscale-phate: run the MS-PHATE comparison (bench_condensation.py)")
     parser.add_argument("--msphate-images", type=int, default=5)
+    parser.add_argument("--part", choices=("all", "table1", "peers"), default="all",
+                        help="compute only the Table 1 methods or only the peer methods (fills the cache; no doc): "
+                             "two such processes can share a 2-core machine, then a plain run writes the doc")
     parser.add_argument("--peer-seeds", type=int, nargs="*", default=None,
                         help="training seeds of the peer methods (default: the first seed; --quick: none); "
                              "give no value to leave the peers out")
@@ -907,6 +924,13 @@ def _main(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
             raise SystemExit("--peer-seeds must be among --seeds")
     log(f"{len(indices)} of {len(samples)} images, seeds {seeds}, epochs {epochs or 'default'}, "
         f"peer methods with seeds {peer_seeds or 'none'}")
+    if args.part != "all":
+        res, _ = run(samples, indices, seeds, epochs, cache, crop=args.crop,
+                     peer_seeds=peer_seeds if args.part == "peers" else [], table1=args.part == "table1")
+        log(f"{args.part}: done in {(time.perf_counter() - t_start) / 60:.1f} min; timings {res.timings}")
+        if args.json:
+            args.json.write_text(json.dumps(summary_dict(res), indent=1))
+        return 0
     res, maps = run(samples, indices, seeds, epochs, cache, keep_maps=len(indices) if draw else 0, crop=args.crop,
                     peer_seeds=peer_seeds)
 
