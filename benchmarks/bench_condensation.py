@@ -179,7 +179,7 @@ def main() -> int:
                 best, level = hint_dice_best(usable, truth)
                 # Ids are point indices; persistence needs only that they persist across levels.
                 dense = np.unique(usable, return_inverse=True)[1].reshape(usable.shape) + 1
-                # The same rule as ours: the levels with at most 16 clusters feed the persistent map.
+                # The same rule as ours: the levels with at most 24 clusters (PERSISTENT_MAX_CLUSTERS) feed the persistent map.
                 counts = np.array([len(np.unique(level)) for level in usable])
                 persistent = persistent_structures(dense[persistent_level_indices(counts)].astype(np.uint16))
                 ms.update(dice_best_level=best, best_level=level, dice_persistent=hint_dice(persistent, truth))

@@ -574,13 +574,15 @@ def _levels_upto(L: np.ndarray, nc: np.ndarray, k: int) -> np.ndarray:
 
 PERSISTENT_VARIANTS = [
     ("the authors' rule on ALL levels (up to 64 clusters)", lambda L, nc: _persistent(L)),
-    ("engine levels (<= 16 clusters), coarsest level ignored (the authors' loop)",
-     lambda L, nc: _persistent(_levels_upto(L, nc, 16), skip_coarsest=True)),
-    ("engine levels, persistence >= 3 levels", lambda L, nc: _persistent(_levels_upto(L, nc, 16), min_persistence=3)),
-    ("engine levels, min area 2%", lambda L, nc: _persistent(_levels_upto(L, nc, 16), min_area_fraction=0.02)),
+    ("engine levels (<= 24 clusters), coarsest level ignored (the authors' loop)",
+     lambda L, nc: _persistent(_levels_upto(L, nc, 24), skip_coarsest=True)),
+    ("engine levels, persistence >= 3 levels", lambda L, nc: _persistent(_levels_upto(L, nc, 24), min_persistence=3)),
+    ("engine levels, min area 2%", lambda L, nc: _persistent(_levels_upto(L, nc, 24), min_area_fraction=0.02)),
+    ("the authors' rule on levels with <= 16 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 16))),
     ("the authors' rule on levels with <= 32 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 32))),
-    ("the authors' rule on levels with <= 8 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 8))),
+    ("the authors' rule on levels with <= 40 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 40))),
     ("the level nearest 10 clusters", lambda L, nc: L[int(np.argmin(np.abs(nc - 10)))]),
+]),
 ]
 
 

@@ -157,9 +157,10 @@ def test_bad_input() -> None:
 def test_persistent_levels_are_the_coarse_part_of_the_hierarchy() -> None:
     from CUTSSegmentationLib.persistence import PERSISTENT_MAX_CLUSTERS, persistent_level_indices
 
-    counts = np.array([64, 40, 30, 17, 16, 12, 9, 4, 2])
-    assert PERSISTENT_MAX_CLUSTERS == 16
+    counts = np.array([64, 40, 30, 25, 24, 12, 9, 4, 2])
+    assert PERSISTENT_MAX_CLUSTERS == 24
     assert persistent_level_indices(counts).tolist() == [4, 5, 6, 7, 8]
+    assert persistent_level_indices(counts, max_clusters=16).tolist() == [5, 6, 7, 8]
     assert persistent_level_indices(counts, max_clusters=64).tolist() == list(range(9))
     # fewer than two qualifying levels: the two coarsest, so persistence (>= 2 levels) can still hold
     assert persistent_level_indices(np.array([80, 50, 20])).tolist() == [1, 2]
@@ -168,7 +169,7 @@ def test_persistent_levels_are_the_coarse_part_of_the_hierarchy() -> None:
 
 def test_pipeline_persistent_map_ignores_the_fine_levels() -> None:
     """build_hierarchy keeps every level for the slider but builds the persistent map from the levels with at
-    most 16 clusters: 2 groups x 20 sub-clusters of embeddings give fine levels (> 16 clusters) that must not
+    most 24 clusters: 2 groups x 40 sub-clusters of embeddings give fine levels (> 24 clusters) that must not
     enter the map."""
     from CUTSSegmentationLib.condensation import condense
     from CUTSSegmentationLib.imagedata import ImageData
@@ -177,13 +178,13 @@ def test_pipeline_persistent_map_ignores_the_fine_levels() -> None:
 
     rng = np.random.default_rng(0)
     group = np.repeat(np.arange(2), 2048)
-    sub = rng.integers(0, 20, size=4096)
-    centres = rng.normal(size=(2, 1, 16)) * 8.0 + rng.normal(size=(2, 20, 16)) * 1.5
+    sub = rng.integers(0, 40, size=4096)
+    centres = rng.normal(size=(2, 1, 16)) * 8.0 + rng.normal(size=(2, 40, 16)) * 1.5
     emb = (centres[group, sub] + rng.normal(size=(4096, 16)) * 0.1).astype(np.float32)
     h = build_hierarchy(condense(emb), ImageData(np.zeros((1, 64, 64, 1), np.float32), is_2d=True))
-    assert h.n_clusters.max() > 16, h.n_clusters  # there are fine levels to leave out
+    assert h.n_clusters.max() > 24, h.n_clusters  # there are fine levels to leave out
     chosen = persistent_level_indices(h.n_clusters)
-    assert h.n_clusters[chosen].max() <= 16 and len(chosen) >= 2
+    assert h.n_clusters[chosen].max() <= 24 and len(chosen) >= 2
     assert np.array_equal(h.persistent, persistent_structures(h.levels[chosen]))
     assert not np.array_equal(h.persistent, persistent_structures(h.levels))
-    assert len(np.unique(h.persistent[h.persistent > 0])) <= 16
+    assert len(np.unique(h.persistent[h.persistent > 0])) <= 24
