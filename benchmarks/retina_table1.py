@@ -582,7 +582,6 @@ PERSISTENT_VARIANTS = [
     ("the authors' rule on levels with <= 32 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 32))),
     ("the authors' rule on levels with <= 40 clusters", lambda L, nc: _persistent(_levels_upto(L, nc, 40))),
     ("the level nearest 10 clusters", lambda L, nc: L[int(np.argmin(np.abs(nc - 10)))]),
-]),
 ]
 
 
