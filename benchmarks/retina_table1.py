@@ -98,6 +98,8 @@ METHODS = [
     Method("watershed_markers", "Watershed (Otsu markers + Sobel)", "map", False, note="not in the paper"),
     Method("felzenszwalb_default", "Felzenszwalb (scikit-image defaults)", "map", False, paper_key="felzenszwalb"),
     Method("felzenszwalb", "Felzenszwalb (authors' 2024 tuning)", "map", False),
+    Method("felzenszwalb_coarse", "Felzenszwalb (scale 1500: reproduces the paper's row)", "map", False,
+           paper_key="felzenszwalb"),
     Method("slic", "SLIC", "map", False),
     Method("pixel_kmeans", "k-means on pixels (k=10)", "map", True, note="not in the paper's table"),
     Method("pixel_persistent", "Pixels + diffusion (persistent)", "map", True, note="not in the paper's table"),
@@ -321,6 +323,15 @@ def run_pixels(sample: Sample, seed: int, cache: Cache) -> dict[str, np.ndarray]
 
 
 def classical(sample: Sample, cache: Cache) -> dict[str, np.ndarray]:
+    out = _classical(sample, cache)
+    if "felzenszwalb_coarse" not in out:  # added after the first runs: computed on the side, cached apart
+        extra = cache.arrays(f"classical-coarse/{sample.name}.npz",
+                             lambda: {"felzenszwalb_coarse": baselines.felzenszwalb(sample.rgb, 1500, 0.8, 20)})
+        out["felzenszwalb_coarse"] = extra["felzenszwalb_coarse"]
+    return out
+
+
+def _classical(sample: Sample, cache: Cache) -> dict[str, np.ndarray]:
     def compute() -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
         out = {
@@ -435,7 +446,8 @@ def run(
     for ii, sample in enumerate(chosen):
         labels = classical(sample, cache)
         classical_s += float(labels.pop("seconds", np.zeros(1)).sum())
-        for key in ("watershed", "watershed_markers", "felzenszwalb", "felzenszwalb_default", "slic"):
+        for key in ("watershed", "watershed_markers", "felzenszwalb", "felzenszwalb_default", "felzenszwalb_coarse",
+                    "slic"):
             for how in BINARISATIONS:
                 metrics = score(binarise(labels[key], sample, how), sample.truth)
                 for si in range(len(seeds)):
@@ -725,7 +737,7 @@ def check_ranking(res: Results) -> list[str]:
     """The ranking that must hold: CUTS persistent beats SLIC, watershed, Felzenszwalb and random on Dice."""
     ours, _ = res.summary("cuts_persistent", "hint", "dice")
     failures = []
-    for key in ("slic", "watershed", "felzenszwalb", "felzenszwalb_default", "random"):
+    for key in ("slic", "watershed", "felzenszwalb", "felzenszwalb_default", "felzenszwalb_coarse", "random"):
         theirs, _ = res.summary(key, "hint", "dice")
         if not ours > theirs:
             failures.append(f"CUTS persistent Dice {ours:.3f} does not beat {key} {theirs:.3f}")
@@ -878,6 +890,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--part", choices=("all", "table1", "peers"), default="all",
                         help="compute only the Table 1 methods or only the peer methods (fills the cache; no doc): "
                              "two such processes can share a 2-core machine, then a plain run writes the doc")
+    parser.add_argument("--serial", action="store_true",
+                        help="run the peer methods after the Table 1 methods in this process (default on 2+ cores: "
+                             "in a second process at the same time, 1 thread each)")
     parser.add_argument("--peer-seeds", type=int, nargs="*", default=None,
                         help="training seeds of the peer methods (default: the first seed; --quick: none); "
                              "give no value to leave the peers out")
@@ -935,6 +950,25 @@ def _main(args: argparse.Namespace, argv: Optional[list[str]]) -> int:
         if args.json:
             args.json.write_text(json.dumps(summary_dict(res), indent=1))
         return 0
+    if peer_seeds and not args.serial and (os.cpu_count() or 1) >= 2:
+        # Both halves at once, one core each: the peer methods in a child process (--part peers) fill the cache
+        # while this process computes the Table 1 methods; the final pass below then only reads the cache.
+        import torch
+
+        torch.set_num_threads(1)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--part", "peers", "--threads", "1",
+               "--data", str(args.data), "--cache", str(args.cache), "--seeds", *map(str, seeds),
+               "--peer-seeds", *map(str, peer_seeds)]
+        cmd += (["--images", str(n_images)] if n_images else []) + (["--epochs", str(epochs)] if epochs else [])
+        cmd += (["--crop", str(args.crop)] if args.crop else []) + (["--no-cache"] if args.no_cache else [])
+        log("peer methods in a second process: " + " ".join(cmd))
+        child = subprocess.Popen(cmd, cwd=str(REPO))
+        try:
+            run(samples, indices, seeds, epochs, cache, crop=args.crop, peer_seeds=[])
+        finally:
+            if child.wait() != 0:
+                log(f"the peer-methods process failed (exit {child.returncode})")
+        cache = Cache(args.cache, enabled=True)  # everything is computed now: read it back
     res, maps = run(samples, indices, seeds, epochs, cache, keep_maps=len(indices) if draw else 0, crop=args.crop,
                     peer_seeds=peer_seeds)
 
