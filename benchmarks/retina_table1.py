@@ -221,12 +221,16 @@ class Cache:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def arrays(self, rel: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def arrays(self, rel: str, compute: Callable[[], dict[str, np.ndarray]],
+               required: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """The arrays cached at `rel`, or `compute()` (then cached); a cached file that lacks one of the
+        `required` keys (written by an older version of the harness) is recomputed."""
         p = self.path(rel)
         if self.enabled and p.is_file():
             try:
                 with np.load(p, allow_pickle=False) as data:
-                    return {k: data[k] for k in data.files}
+                    if set(required) <= set(data.files):
+                        return {k: data[k] for k in data.files}
             except Exception:
                 pass
         out = compute()
@@ -322,16 +326,10 @@ def run_pixels(sample: Sample, seed: int, cache: Cache) -> dict[str, np.ndarray]
     return cache.arrays(f"pixels/{key}/{sample.name}.npz", compute)
 
 
+CLASSICAL = ("watershed", "watershed_markers", "felzenszwalb", "felzenszwalb_default", "felzenszwalb_coarse", "slic")
+
+
 def classical(sample: Sample, cache: Cache) -> dict[str, np.ndarray]:
-    out = _classical(sample, cache)
-    if "felzenszwalb_coarse" not in out:  # added after the first runs: computed on the side, cached apart
-        extra = cache.arrays(f"classical-coarse/{sample.name}.npz",
-                             lambda: {"felzenszwalb_coarse": baselines.felzenszwalb(sample.rgb, 1500, 0.8, 20)})
-        out["felzenszwalb_coarse"] = extra["felzenszwalb_coarse"]
-    return out
-
-
-def _classical(sample: Sample, cache: Cache) -> dict[str, np.ndarray]:
     def compute() -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
         out = {
@@ -339,12 +337,13 @@ def _classical(sample: Sample, cache: Cache) -> dict[str, np.ndarray]:
             "watershed_markers": baselines.otsu_watershed(sample.rgb),
             "felzenszwalb": baselines.felzenszwalb(sample.rgb),
             "felzenszwalb_default": baselines.felzenszwalb_default(sample.rgb),
+            "felzenszwalb_coarse": baselines.felzenszwalb(sample.rgb, 1500, 0.8, 20),
             "slic": baselines.slic(sample.rgb),
         }
         out["seconds"] = np.array([time.perf_counter() - t0])
         return out
 
-    return cache.arrays(f"classical/{sample.name}.npz", compute)
+    return cache.arrays(f"classical/{sample.name}.npz", compute, required=CLASSICAL)
 
 
 # ------------------------------------------------------------------------------------------ scoring
@@ -446,8 +445,7 @@ def run(
     for ii, sample in enumerate(chosen):
         labels = classical(sample, cache)
         classical_s += float(labels.pop("seconds", np.zeros(1)).sum())
-        for key in ("watershed", "watershed_markers", "felzenszwalb", "felzenszwalb_default", "felzenszwalb_coarse",
-                    "slic"):
+        for key in CLASSICAL:
             for how in BINARISATIONS:
                 metrics = score(binarise(labels[key], sample, how), sample.truth)
                 for si in range(len(seeds)):
