@@ -18,19 +18,16 @@ fit in the benchmark's hour on 2 CPU cores.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from retina_table1 import hierarchy_arrays, source_hash
 
-#: The encoder objectives run here, with the sources their models depend on (for cache keys).
+#: The encoder objectives run here (trained by `retina_table1.train_model(..., objective=...)`).
 OBJECTIVES = ("infomax", "iic", "cgc")
-OBJECTIVE_SOURCES = ["training.py", "sampling.py", "losses.py", "encoder.py", "normalization.py", "imageio.py",
-                     "methods/objectives.py", "methods/transforms.py", "methods/common.py", "methods/cgc.py"]
 SEGMENT_SOURCES = ["embedding.py", "condensation.py", "pipeline.py", "persistence.py", "methods/common.py"]
 #: Iterations of the dataset-wide atlas registration network (the module's per-pair default is 200).
 ATLAS_TRAIN_ITERATIONS = 400
@@ -39,36 +36,7 @@ ATLAS_TRAIN_ITERATIONS = 400
 ATLAS_INDEX = 10
 
 
-def source_hash(names: list[str]) -> str:
-    h = hashlib.sha1()
-    for name in names:
-        h.update((REPO / "CUTSSegmentationLib" / name).read_bytes())
-    return h.hexdigest()[:10]
-
-
-def train_objective_model(samples, objective: str, seed: int, epochs: Optional[int], cache, log: Callable,
-                          crop: Optional[int] = None):
-    """Encoder trained with a peer objective on all images (labels unused); cached. -> (model, path, seconds)."""
-    from CUTSSegmentationLib.modelfile import load_model, save_model
-    from CUTSSegmentationLib.pipeline import train
-    from retina_table1 import record_seconds, recorded_seconds
-
-    tag = (f"{objective}-n{len(samples)}-ep{epochs or 'auto'}{f'-crop{crop}' if crop else ''}-seed{seed}-"
-           f"{source_hash(OBJECTIVE_SOURCES)}")
-    path = cache.path("models", tag + ".safetensors")
-    if cache.enabled and path.is_file():
-        return load_model(path), path, recorded_seconds(path)
-    t0 = time.perf_counter()
-    extra = {"crop_size": crop} if crop else {}
-    model = train([s.image for s in samples], epochs=epochs, device="cpu", seed=seed, objective=objective, **extra)
-    seconds = time.perf_counter() - t0
-    save_model(model, path)
-    record_seconds(path, seconds)
-    log(f"seed {seed}: {objective} objective trained on {len(samples)} images in {seconds:.0f} s")
-    return model, path, seconds
-
-
-def run_objective(sample, model, model_path: Path, seed: int, cache, hierarchy_arrays: Callable) -> dict:
+def run_objective(sample, model, model_path: Path, seed: int, cache) -> dict:
     """Hierarchy of a peer-objective encoder's embeddings (levels, persistent) and its cluster-head map."""
     from CUTSSegmentationLib.methods.common import cluster_head_map
     from CUTSSegmentationLib.pipeline import segment

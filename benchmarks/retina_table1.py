@@ -186,7 +186,8 @@ def freeze_engine_sources() -> None:
         _SOURCES[path.name] = path.read_bytes()
 
 
-def _source_hash(names: list[str]) -> str:
+def source_hash(names: list[str]) -> str:
+    """Hash of engine sources (paths relative to CUTSSegmentationLib/), from the start-up snapshot when taken."""
     h = hashlib.sha1()
     for name in names:
         h.update(_SOURCES.get(name) or (REPO / "CUTSSegmentationLib" / name).read_bytes())
@@ -203,12 +204,15 @@ def engine_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if dirty:
-        return f"{head}+dirty (engine sources {_source_hash(sorted(_SOURCES))})"
+        return f"{head}+dirty (engine sources {source_hash(sorted(_SOURCES))})"
     return head or "unknown"
 
 
 TRAIN_SOURCES = ["training.py", "sampling.py", "losses.py", "encoder.py", "normalization.py", "imageio.py"]
 SEGMENT_SOURCES = ["embedding.py", "condensation.py", "pipeline.py", "persistence.py"]
+#: What a peer-objective encoder (benchmarks/peers.py) depends on besides the CUTS training sources.
+OBJECTIVE_SOURCES = TRAIN_SOURCES + ["methods/objectives.py", "methods/transforms.py", "methods/common.py",
+                                     "methods/cgc.py"]
 
 
 class Cache:
@@ -245,21 +249,26 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def train_model(samples: list[Sample], seed: int, epochs: Optional[int], cache: Cache, crop: Optional[int] = None):
+def train_model(samples: list[Sample], seed: int, epochs: Optional[int], cache: Cache, crop: Optional[int] = None,
+                objective: str = "cuts"):
+    """Encoder trained on all images (labels unused) with the CUTS objective or a peer method's; cached.
+    Returns (model, path, training seconds: this run's or the recorded ones, None if unknown)."""
     from CUTSSegmentationLib.modelfile import load_model, save_model
     from CUTSSegmentationLib.pipeline import train
 
-    tag = f"model-n{len(samples)}-ep{epochs or 'auto'}{f'-crop{crop}' if crop else ''}-seed{seed}-{_source_hash(TRAIN_SOURCES)}"
+    prefix, sources = ("model", TRAIN_SOURCES) if objective == "cuts" else (objective, OBJECTIVE_SOURCES)
+    tag = (f"{prefix}-n{len(samples)}-ep{epochs or 'auto'}{f'-crop{crop}' if crop else ''}-seed{seed}-"
+           f"{source_hash(sources)}")
     path = cache.path("models", tag + ".safetensors")
     if cache.enabled and path.is_file():
         return load_model(path), path, recorded_seconds(path)
     t0 = time.perf_counter()
     extra = {"crop_size": crop} if crop else {}
-    model = train([s.image for s in samples], epochs=epochs, device="cpu", seed=seed, **extra)
+    model = train([s.image for s in samples], epochs=epochs, device="cpu", seed=seed, objective=objective, **extra)
     seconds = time.perf_counter() - t0
     save_model(model, path)
     record_seconds(path, seconds)
-    log(f"seed {seed}: trained on {len(samples)} images in {seconds:.0f} s")
+    log(f"seed {seed}: {objective} objective trained on {len(samples)} images in {seconds:.0f} s")
     return model, path, seconds
 
 
@@ -289,7 +298,7 @@ def run_cuts(sample: Sample, model, model_path: Path, seed: int, cache: Cache) -
     from CUTSSegmentationLib.embedding import compute_embeddings
     from CUTSSegmentationLib.pipeline import segment
 
-    key = f"{model_path.stem}-{_source_hash(SEGMENT_SOURCES)}"
+    key = f"{model_path.stem}-{source_hash(SEGMENT_SOURCES)}"
     shape = sample.truth.shape
 
     def compute() -> dict[str, np.ndarray]:
@@ -312,7 +321,7 @@ def run_pixels(sample: Sample, seed: int, cache: Cache) -> dict[str, np.ndarray]
     from CUTSSegmentationLib.condensation import CondensationConfig, condense
     from CUTSSegmentationLib.pipeline import build_hierarchy
 
-    key = f"pixels-seed{seed}-{_source_hash(['condensation.py', 'pipeline.py', 'persistence.py'])}"
+    key = f"pixels-seed{seed}-{source_hash(['condensation.py', 'pipeline.py', 'persistence.py'])}"
 
     def compute() -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
@@ -524,7 +533,7 @@ def run_peers(samples: list[Sample], chosen: list[Sample], seeds: list[int], pee
         si = seeds.index(seed)
         models = {}
         for objective in peers.OBJECTIVES:
-            model, path, seconds = peers.train_objective_model(samples, objective, seed, epochs, cache, log, crop)
+            model, path, seconds = train_model(samples, seed, epochs, cache, crop, objective=objective)
             models[objective] = (model, path)
             if seconds is not None:
                 add(f"{objective}_train_s", seconds)
@@ -533,7 +542,7 @@ def run_peers(samples: list[Sample], chosen: list[Sample], seeds: list[int], pee
             single: dict[str, np.ndarray] = {}
             levels: dict[str, np.ndarray] = {}
             for objective, (model, path) in models.items():
-                out = peers.run_objective(sample, model, path, seed, cache, hierarchy_arrays)
+                out = peers.run_objective(sample, model, path, seed, cache)
                 add(f"{objective}_segment_s", out["seconds"].sum())
                 single[f"{objective}_head"] = out["head"]
                 single[f"{objective}_persistent"] = out["persistent"]
@@ -788,7 +797,7 @@ def condensation_markdown(report: dict) -> str:
 
 
 def write_doc(res: Results, command: str, wall_s: float, condensation: Optional[dict], figures: bool) -> None:
-    """Replace the generated block of docs/benchmarks-retina.md (between the markers), keeping the prose."""
+    """Replace the generated block of docs/benchmarks.md (between the markers), keeping the prose."""
     begin, end = "<!-- retina-table1:begin (generated by benchmarks/retina_table1.py) -->", "<!-- retina-table1:end -->"
     t = res.timings
     block = [
@@ -829,7 +838,6 @@ def write_doc(res: Results, command: str, wall_s: float, condensation: Optional[
                   "it is not label-free:", "", peers_markdown(res), "",
                   f"Peer methods took {t.get('peers_s', 0) / 60:.1f} min in all ({', '.join(parts) or 'cached'})."]
     if "cuts_best" in res.best_level:
-        lv = res.best_level["cuts_best"]
         nl = res.n_levels["cuts_best"]
         block += ["", f"CUTS hierarchies kept {nl.mean():.1f} levels per image on average (min {nl.min()}, max {nl.max()}); "
                   f"the Dice-best level was the persistent-structures label in "
@@ -879,7 +887,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="retina folder (image_with_GA/, label_with_GA/)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache folder (default benchmarks/.cache/retina)")
     parser.add_argument("--no-cache", action="store_true", help="recompute everything (still writes the cache)")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks-retina.md")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--no-figures", action="store_true", help="do not draw docs/figures/retina-*.png")
     parser.add_argument("--json", type=Path, default=None, help="write the summary JSON here")
     parser.add_argument("--msphate-python", default=os.environ.get("CUTS_MSPHATE_PYTHON"),
