@@ -420,6 +420,16 @@ def _read_itk_pixels(path: Path) -> tuple[np.ndarray, sitk.Image]:
     return sitk.GetArrayViewFromImage(image), image
 
 
+def _owned_float32(array: np.ndarray) -> np.ndarray:
+    """A contiguous float32 copy that owns its memory.
+
+    `np.ascontiguousarray(view, dtype=float32)` returns the view itself when the source is already
+    contiguous float32, so an array viewed from a `sitk.Image` (GetArrayViewFromImage) would outlive the
+    image that holds its buffer and read freed memory; a memory-mapped .npy would stay tied to the file.
+    """
+    return np.array(array, dtype=np.float32, order="C", copy=True)
+
+
 def _to_zyxc(array: np.ndarray, is_vector: bool) -> np.ndarray:
     """ITK array ((Z,) Y, X[, C]) -> (Z, Y, X, C) without alpha."""
     if not is_vector:
@@ -436,7 +446,7 @@ def _read_with_itk(path: Path) -> ImageData:
     array = _to_zyxc(pixels, image.GetNumberOfComponentsPerPixel() > 1)
     is_2d = image.GetDimension() == 2 or array.shape[0] == 1
     return ImageData(
-        array=np.ascontiguousarray(array, dtype=np.float32),
+        array=_owned_float32(array),
         geometry=_geometry_from_itk(image),
         is_2d=is_2d,
         source=str(path),
@@ -501,7 +511,7 @@ def _read_npy(path: Path) -> ImageData:
     check_fits_in_memory((1,) + tuple(mapped.shape[:2]), min(channels, 3), name=str(path))
     array = _to_zyxc(np.asarray(mapped), is_vector)
     return ImageData(
-        array=np.ascontiguousarray(array, dtype=np.float32),
+        array=_owned_float32(array),
         is_2d=True,
         source=str(path),
         source_dtype=mapped.dtype.name,

@@ -523,3 +523,26 @@ def test_gzip_check_reads_valid_volume(tmp_path: Path) -> None:
     with open(tmp_path / "other.nii.gz", "wb") as out, gzip.open(out, "wb") as zipped:
         zipped.write(plain.read_bytes())
     assert np.array_equal(read_image(tmp_path / "other.nii.gz").array, read_image(plain).array)
+
+
+@pytest.mark.parametrize("name", ["v.nii", "v.nrrd", "v.mha"])
+def test_float32_volume_survives_after_the_reader_frees_its_itk_image(tmp_path: Path, name: str) -> None:
+    """A float32 file read through ITK must own its pixels: a view into the freed sitk.Image read garbage.
+
+    (CI caught this: for float32 sources the float32 conversion was a no-op view of the ITK buffer.)
+    """
+    values = _rng().random((5, 6, 7)).astype(np.float32)
+    image = read_image(_write_itk(values, tmp_path / name))
+    assert image.array.flags.owndata and image.array.flags.c_contiguous
+    churn = [np.full(210, 7.0) for _ in range(200)]  # reuse freed heap blocks, as later work does
+    assert np.array_equal(image.array[..., 0], values), len(churn)
+
+
+def test_npy_image_is_copied_out_of_the_memory_map(tmp_path: Path) -> None:
+    """An image read from .npy must not stay tied to the file: rewriting the file must not change it."""
+    values = _rng().random((8, 9)).astype(np.float32)
+    np.save(tmp_path / "a.npy", values)
+    image = read_image(tmp_path / "a.npy")
+    np.save(tmp_path / "a.npy", np.zeros_like(values))
+    assert image.array.flags.owndata
+    assert np.array_equal(image.array[0, ..., 0], values)
