@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from report import machine_facts, write_report  # noqa: E402
 RETINA = REPO.parent / "shared" / "data" / "retina"
 CACHE = REPO / "benchmarks" / ".cache"
 
@@ -141,7 +142,7 @@ def main() -> int:
 
     model, model_path = trained_model(args.model)
     report: dict = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": machine_facts(),
         "model": model_path,
         "images": [],
     }
@@ -212,9 +213,7 @@ def main() -> int:
         report["summary"]["ours_dice_persistent_same_images"] = float(
             np.mean([r["ours_128"]["dice_persistent"] for r in compared]))
         report["summary"]["speedup_mean"] = float(np.mean([r["speedup"] for r in compared]))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["summary"], indent=2))
+    write_report(report, args.out, shown=report["summary"])
     return 0
 
 

@@ -11,9 +11,6 @@ segmentation node in turn, coarse to fine and back, as a user scrolling the slid
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +20,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "CUTSSegmentation"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from report import machine_facts, write_report  # noqa: E402
 
 
 def nested_levels(shape: tuple[int, int, int], counts: list[int], seed: int = 0) -> np.ndarray:
@@ -73,16 +73,14 @@ def main() -> int:
         assert seg.GetSegmentation().GetNumberOfSegments() == times[-1][0]
     secs = np.array([t for _, t in times])
     report = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine_facts(),
         "shape_zyx": list(shape),
         "steps": len(times),
         "seconds_per_step_mean": float(secs.mean()),
         "seconds_per_step_max": float(secs.max()),
         "seconds_by_clusters": {str(c): round(t, 4) for c, t in times},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
     return 0
 
 

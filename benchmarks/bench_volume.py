@@ -10,9 +10,6 @@ numbers are what `cuts segment --model M` costs on such a volume.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import resource
 import sys
 import time
@@ -22,6 +19,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from report import machine_facts, write_report  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -70,7 +70,7 @@ def main() -> int:
         best[str(value)] = max(float(dice(binarize_with_hint(hierarchy.levels[k], mask), mask))
                                for k in range(hierarchy.n_levels))
     report = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": describe_device(device)},
+        "machine": machine_facts(device=describe_device(device)),
         "shape_zyx": list(shape),
         "train_s_not_counted": round(train_s, 1),
         "embed_s": round(embed_s, 1),
@@ -83,9 +83,7 @@ def main() -> int:
         "levels": [int(c) for c in hierarchy.n_clusters],
         "best_level_dice_per_structure": best,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_report(report, args.out)
     return 0
 
 
