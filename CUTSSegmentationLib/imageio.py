@@ -425,7 +425,8 @@ def _owned_float32(array: np.ndarray) -> np.ndarray:
 
     `np.ascontiguousarray(view, dtype=float32)` returns the view itself when the source is already
     contiguous float32, so an array viewed from a `sitk.Image` (GetArrayViewFromImage) would outlive the
-    image that holds its buffer and read freed memory; a memory-mapped .npy would stay tied to the file.
+    image that holds its buffer and read freed memory; a memory-mapped .npy would stay tied to the file, and
+    a float Pillow image would stay read-only. Every reader returns through here, so all follow one rule.
     """
     return np.array(array, dtype=np.float32, order="C", copy=True)
 
@@ -472,7 +473,7 @@ def _read_with_pillow(path: Path) -> ImageData:
         pixels = pixels[..., np.newaxis]
     array = _drop_alpha(pixels)[np.newaxis]
     return ImageData(
-        array=np.ascontiguousarray(array, dtype=np.float32),
+        array=_owned_float32(array),
         is_2d=True,
         source=str(path),
         source_dtype=pixels.dtype.name,

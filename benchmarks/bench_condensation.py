@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from report import machine_facts, write_report  # noqa: E402
+
 RETINA = REPO.parent / "shared" / "data" / "retina"
 CACHE = REPO / "benchmarks" / ".cache"
 

@@ -82,6 +82,7 @@ def test_png_grey_alpha_falls_back_to_pillow(tmp_path: Path) -> None:
     image = read_image(tmp_path / "la.png")
     assert image.array.shape == (1, 12, 18, 1)
     assert np.array_equal(image.array[0, ..., 0], grey)
+    assert image.array.flags.owndata and image.array.flags.writeable
 
 
 def test_palette_png_is_expanded_to_rgb(tmp_path: Path) -> None:
