@@ -779,7 +779,7 @@ class CUTSSegmentationTest(ScriptedLoadableModuleTest):
         self.test_CUTSSegmentationEndToEnd()
 
     def _phantomVolume(self):
-        from CUTSSegmentationLib.phantom import synthetic_image_2d
+        from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
         from CUTSSegmentationMRML import image_to_volume_node
 
         image, truth = synthetic_image_2d(size=64, seed=0)
@@ -789,8 +789,8 @@ class CUTSSegmentationTest(ScriptedLoadableModuleTest):
         """Levels go into the segmentation and the seed keeps one structure (no torch needed)."""
         import numpy as np
 
-        from CUTSSegmentationLib.hierarchy import Hierarchy
-        from CUTSSegmentationLib.imagedata import Geometry
+        from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+        from CUTSSegmentationLib.core.imagedata import Geometry
 
         self.delayDisplay("Starting the level push test")
         volumeNode, truth = self._phantomVolume()

@@ -16,19 +16,16 @@ whole job succeeded, so nothing half-written is left behind.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from . import __version__
-from .errors import CancelledError, CUTSError, InputError, ModelFileError, ResourceError
-from .progress import ConsoleProgress, LineProgress, ProgressCallback, no_progress
+from .core.errors import CancelledError, CUTSError, InputError, ModelFileError, ResourceError
+from .core.progress import ConsoleProgress, LineProgress, ProgressCallback, no_progress
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -56,59 +53,19 @@ def _parse_floats(text: str, name: str, counts: Sequence[int]) -> tuple[float, .
     return values
 
 
-@contextlib.contextmanager
-def staged_directory(out: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `out`; on success move its files into `out`, on failure remove it.
-
-    Files already in `out` that the job does not produce are left alone; a folder `out` that did not
-    exist before a failed job is not created.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-partial-", dir=str(out.parent)))
-    try:
-        yield stage
-        out.mkdir(parents=True, exist_ok=True)
-        for item in stage.iterdir():
-            target = out / item.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            item.replace(target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def write_segmentation_outputs(hierarchy, image, folder: Path) -> list[Path]:
-    """hierarchy.npz, persistent.nrrd, segmentation.seg.nrrd and levels.png for one segmented input."""
-    from .imageio import write_label_image
-    from .montage import save_montage
-    from .segnrrd import write_seg_nrrd
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = [hierarchy.save(folder / "hierarchy.npz")]
-    persistent = hierarchy.persistent if hierarchy.persistent is not None else hierarchy.levels[-1]
-    written.append(write_label_image(persistent, hierarchy.geometry, folder / "persistent.nrrd", hierarchy.is_2d))
-    present = [int(v) for v in np.unique(persistent) if v != 0]
-    names = {v: f"Structure {v}" for v in present}
-    written.append(
-        write_seg_nrrd(persistent, hierarchy.geometry, folder / "segmentation.seg.nrrd", names=names, is_2d=hierarchy.is_2d)
-    )
-    written.append(save_montage(hierarchy, folder / "levels.png", image=image.array))
-    return written
-
-
 def _load_model(path: Optional[str], device: str):
     if path is None:
         return None
-    from .modelfile import load_model
+    from .learn.modelfile import load_model
 
     return load_model(path, device="cpu")
 
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from .imageio import collect_inputs, read_image
-    from .modelfile import save_model
+    from .io.inputs import collect_inputs
+    from .io.reading import read_image
+    from .learn.modelfile import save_model
     from .pipeline import train
 
     paths = collect_inputs(args.inputs)
@@ -158,8 +115,8 @@ def _check_method_arguments(args: argparse.Namespace) -> None:
 
 def _segment_per_image(args: argparse.Namespace, image):
     """S3-Net, GMM threshold or atlas transfer: one label map, as a one-level hierarchy."""
-    from .imageio import validate_image
-    from .methods.common import single_level_hierarchy
+    from .io.validation import validate_image
+    from .methods.labels import single_level_hierarchy
 
     validate_image(image)
     progress = _progress(args.progress)
@@ -174,7 +131,7 @@ def _segment_per_image(args: argparse.Namespace, image):
         info = s3net.describe()
         info["iterations"] = iterations
     elif args.method == "gmm":
-        from .methods.cgc import segment_image_gmm
+        from .methods.gmm import segment_image_gmm
 
         labels = segment_image_gmm(image, seed=args.seed)
         info = {"method": "gmm", "n_components": 3, "component": "brightest", "threshold": 0.5}
@@ -193,7 +150,9 @@ def _segment_per_image(args: argparse.Namespace, image):
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .imageio import read_image
+    from .io.outputs import write_segmentation_outputs
+    from .io.reading import read_image
+    from .io.writing import staged_directory
     from .pipeline import segment
 
     _check_method_arguments(args)
@@ -238,8 +197,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with staged_directory(Path(args.out)) as stage:
         write_segmentation_outputs(hierarchy, image, stage)
         if model is not None and getattr(model, "cluster_head", None) is not None:
-            from .imageio import write_label_image
-            from .methods.common import cluster_head_map
+            from .io.writing import write_label_image
+            from .learn.cluster_head import cluster_head_map
 
             clusters = cluster_head_map(model, image, device=args.device)
             write_label_image(clusters, hierarchy.geometry, stage / "clusters.nrrd", hierarchy.is_2d)
@@ -252,9 +211,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_binarize(args: argparse.Namespace) -> int:
-    from .binarize import binarize_at_seed
-    from .hierarchy import Hierarchy
-    from .imageio import write_label_image
+    from .condense.binarize import binarize_at_seed
+    from .condense.hierarchy import Hierarchy
+    from .io.writing import write_label_image
 
     hierarchy = Hierarchy.load(args.hierarchy)
     if (args.seed is None) == (args.seed_ras is None):

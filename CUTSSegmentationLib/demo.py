@@ -17,8 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from .imagedata import ImageData
-from .progress import ProgressCallback, no_progress
+from .core.imagedata import ImageData
+from .core.progress import ProgressCallback, no_progress
 
 #: Default epochs for the phantom's 32 slices (2 optimiser steps each): about as long as the retina's
 #: default per-image training, so the whole demo takes a few minutes on a laptop CPU.
@@ -37,8 +37,8 @@ def demo_retina_image(size: int = 256) -> ImageData:
 
 def best_level_dice(hierarchy, truth: np.ndarray) -> dict[str, float]:
     """For each true structure, the best Dice any single cluster of any level reaches (label-hint, oracle)."""
-    from .binarize import binarize_with_hint
-    from .metrics import dice
+    from .condense.binarize import binarize_with_hint
+    from .evaluate.metrics import dice
 
     scores: dict[str, float] = {}
     for value in [int(v) for v in np.unique(truth) if v != 0]:
@@ -51,9 +51,9 @@ def best_level_dice(hierarchy, truth: np.ndarray) -> dict[str, float]:
 
 def _run_one(name: str, image: ImageData, out: Path, device: str, epochs: Optional[int], progress: ProgressCallback,
              truth: Optional[np.ndarray] = None) -> dict:
-    from .cli import write_segmentation_outputs
-    from .imageio import write_label_image
-    from .modelfile import save_model
+    from .io.outputs import write_segmentation_outputs
+    from .io.writing import write_label_image
+    from .learn.modelfile import save_model
     from .pipeline import segment, train
 
     folder = out / name
@@ -69,12 +69,12 @@ def _run_one(name: str, image: ImageData, out: Path, device: str, epochs: Option
     if not image.is_2d:
         import SimpleITK as sitk
 
-        from .imageio import atomic_write, itk_image_from_volume
+        from .io.writing import atomic_write, itk_image_from_volume
 
         volume = itk_image_from_volume(image.array[..., 0].astype(np.int16), image.geometry)
         atomic_write(folder / "input.nrrd", lambda tmp: sitk.WriteImage(volume, str(tmp), True))
     else:
-        from .imageio import write_png
+        from .io.writing import write_png
 
         write_png(image.array[0].astype(np.uint8), folder / "input.png")
     summary = {
@@ -93,8 +93,8 @@ def _run_one(name: str, image: ImageData, out: Path, device: str, epochs: Option
 def run_demo(out: Path, device: str = "auto", epochs: Optional[int] = None,
              progress: ProgressCallback = no_progress) -> dict:
     """Run the demo into `out` (staged: a failed or cancelled demo leaves no partial folder)."""
-    from .cli import staged_directory
-    from .phantom import synthetic_phantom_3d
+    from .io.writing import staged_directory
+    from .evaluate.phantom import synthetic_phantom_3d
 
     summary: dict = {}
     with staged_directory(Path(out)) as stage:

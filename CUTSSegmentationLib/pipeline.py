@@ -13,11 +13,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import __version__
-from .condensation import CondensationConfig, CondensationResult, condense
-from .errors import InputError
-from .hierarchy import Hierarchy, smallest_uint
-from .imagedata import ImageData
-from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from .condense.condensation import CondensationConfig, CondensationResult, condense
+from .core.errors import InputError
+from .condense.hierarchy import Hierarchy, smallest_uint
+from .core.imagedata import ImageData
+from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 
 
 def train(
@@ -32,8 +32,8 @@ def train(
     **config_overrides: Any,
 ):
     """Train a CUTS encoder on a dataset (2D images or 3D volumes) and return the `TrainedModel`."""
-    from .imageio import validate_image
-    from .training import TrainConfig, train_encoder
+    from .io.validation import validate_image
+    from .learn.training import TrainConfig, train_encoder
 
     if not images:
         raise InputError("no images to train on")
@@ -51,7 +51,7 @@ def build_hierarchy(
     info: Optional[dict[str, Any]] = None,
 ) -> Hierarchy:
     """Label maps of the kept levels (uint16, finest first) and the persistent map, in the image's shape."""
-    from .persistence import persistent_level_indices, persistent_structures
+    from .condense.persistence import persistent_level_indices, persistent_structures
 
     shape = image.spatial_shape
     tree = result.merge_tree
@@ -94,10 +94,11 @@ def segment(
     Without a model, an encoder is first trained on the image itself (the paper trains per dataset; one
     image is the smallest dataset). The hierarchy's `info` records the model card and the timings.
     """
-    from .device import resolve_device
-    from .embedding import compute_embeddings
-    from .imageio import check_fits_in_memory, validate_image
-    from .modelfile import check_compatible
+    from .core.device import resolve_device
+    from .learn.embedding import compute_embeddings
+    from .io.memory import check_fits_in_memory
+    from .io.validation import validate_image
+    from .learn.modelfile import check_compatible
 
     validate_image(image)
     check_fits_in_memory(image.array.shape[:3], image.channels)

@@ -46,8 +46,8 @@ def retina_pairs(limit: int | None = None) -> list[tuple[Path, Path]]:
 
 
 def trained_model(path: str | None):
-    from CUTSSegmentationLib.imageio import read_image
-    from CUTSSegmentationLib.modelfile import load_model, save_model
+    from CUTSSegmentationLib.io.reading import read_image
+    from CUTSSegmentationLib.learn.modelfile import load_model, save_model
     from CUTSSegmentationLib.pipeline import train
 
     if path:
@@ -67,8 +67,8 @@ CHILD_OURS = r"""
 import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {repo!r})
-from CUTSSegmentationLib.condensation import condense
-from CUTSSegmentationLib.imagedata import ImageData
+from CUTSSegmentationLib.condense.condensation import condense
+from CUTSSegmentationLib.core.imagedata import ImageData
 from CUTSSegmentationLib.pipeline import build_hierarchy
 emb = np.load({emb!r})
 shape = tuple({shape!r})
@@ -110,8 +110,8 @@ def run_child(python: str, code: str, timeout: float) -> dict:
 
 # ---------------------------------------------------------------------------------------- quality
 def hint_dice_best(levels: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
-    from CUTSSegmentationLib.binarize import binarize_with_hint
-    from CUTSSegmentationLib.metrics import dice
+    from CUTSSegmentationLib.condense.binarize import binarize_with_hint
+    from CUTSSegmentationLib.evaluate.metrics import dice
 
     scores = [float(dice(binarize_with_hint(level, truth), truth)) for level in levels]
     best = int(np.argmax(scores))
@@ -119,8 +119,8 @@ def hint_dice_best(levels: np.ndarray, truth: np.ndarray) -> tuple[float, int]:
 
 
 def hint_dice(labels: np.ndarray, truth: np.ndarray) -> float:
-    from CUTSSegmentationLib.binarize import binarize_with_hint
-    from CUTSSegmentationLib.metrics import dice
+    from CUTSSegmentationLib.condense.binarize import binarize_with_hint
+    from CUTSSegmentationLib.evaluate.metrics import dice
 
     return float(dice(binarize_with_hint(labels, truth), truth))
 
@@ -136,10 +136,10 @@ def main() -> int:
 
     from skimage.transform import resize
 
-    from CUTSSegmentationLib.embedding import compute_embeddings
-    from CUTSSegmentationLib.imagedata import ImageData
-    from CUTSSegmentationLib.imageio import read_image
-    from CUTSSegmentationLib.persistence import persistent_level_indices, persistent_structures
+    from CUTSSegmentationLib.learn.embedding import compute_embeddings
+    from CUTSSegmentationLib.core.imagedata import ImageData
+    from CUTSSegmentationLib.io.reading import read_image
+    from CUTSSegmentationLib.condense.persistence import persistent_level_indices, persistent_structures
 
     model, model_path = trained_model(args.model)
     report: dict = {

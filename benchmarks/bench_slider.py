@@ -54,7 +54,7 @@ def main() -> int:
 
     import slicer
 
-    from CUTSSegmentationLib.imagedata import Geometry, ImageData
+    from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
     from CUTSSegmentationMRML import image_to_volume_node, push_level_to_segmentation
 
     shape = tuple(int(v) for v in args.shape.split(","))

@@ -36,12 +36,12 @@ def main() -> int:
     parser.add_argument("--out", default="benchmarks/volume.json")
     args = parser.parse_args()
 
-    from CUTSSegmentationLib.binarize import binarize_with_hint
-    from CUTSSegmentationLib.condensation import CondensationConfig, condense
-    from CUTSSegmentationLib.device import describe_device, resolve_device
-    from CUTSSegmentationLib.embedding import compute_embeddings
-    from CUTSSegmentationLib.metrics import dice
-    from CUTSSegmentationLib.phantom import synthetic_phantom_3d
+    from CUTSSegmentationLib.condense.binarize import binarize_with_hint
+    from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense
+    from CUTSSegmentationLib.core.device import describe_device, resolve_device
+    from CUTSSegmentationLib.learn.embedding import compute_embeddings
+    from CUTSSegmentationLib.evaluate.metrics import dice
+    from CUTSSegmentationLib.evaluate.phantom import synthetic_phantom_3d
     from CUTSSegmentationLib.pipeline import build_hierarchy, train
 
     shape = tuple(int(v) for v in args.shape.split(","))

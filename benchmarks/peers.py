@@ -28,7 +28,8 @@ from retina_table1 import hierarchy_arrays, source_hash
 
 #: The encoder objectives run here (trained by `retina_table1.train_model(..., objective=...)`).
 OBJECTIVES = ("infomax", "iic", "cgc")
-SEGMENT_SOURCES = ["embedding.py", "condensation.py", "pipeline.py", "persistence.py", "methods/common.py"]
+SEGMENT_SOURCES = ["learn/embedding.py", "condense/condensation.py", "pipeline.py", "condense/persistence.py",
+                   "learn/cluster_head.py"]
 #: Iterations of the dataset-wide atlas registration network (the module's per-pair default is 200).
 ATLAS_TRAIN_ITERATIONS = 400
 #: Index (in the sorted 56) of the labelled reference image of the atlas method: the 11th, as in the
@@ -38,7 +39,7 @@ ATLAS_INDEX = 10
 
 def run_objective(sample, model, model_path: Path, seed: int, cache) -> dict:
     """Hierarchy of a peer-objective encoder's embeddings (levels, persistent) and its cluster-head map."""
-    from CUTSSegmentationLib.methods.common import cluster_head_map
+    from CUTSSegmentationLib.learn.cluster_head import cluster_head_map
     from CUTSSegmentationLib.pipeline import segment
 
     key = f"{model_path.stem}-{source_hash(SEGMENT_SOURCES)}"
@@ -70,14 +71,14 @@ def timed_labels(sample, cache, key: str, segment: Callable[[], np.ndarray]) -> 
 def run_s3net(sample, seed: int, cache) -> dict:
     from CUTSSegmentationLib.methods.s3net import segment_image_s3net
 
-    key = f"s3net-seed{seed}-{source_hash(['methods/s3net.py', 'methods/common.py', 'methods/transforms.py'])}"
+    key = f"s3net-seed{seed}-{source_hash(['methods/s3net.py', 'methods/preprocessing.py', 'methods/transforms.py'])}"
     return timed_labels(sample, cache, key, lambda: segment_image_s3net(sample.image, seed=seed))
 
 
 def run_gmm(sample, seed: int, cache) -> dict:
-    from CUTSSegmentationLib.methods.cgc import segment_image_gmm
+    from CUTSSegmentationLib.methods.gmm import segment_image_gmm
 
-    key = f"gmm-seed{seed}-{source_hash(['methods/cgc.py', 'methods/common.py'])}"
+    key = f"gmm-seed{seed}-{source_hash(['methods/gmm.py', 'learn/normalization.py'])}"
     return timed_labels(sample, cache, key, lambda: segment_image_gmm(sample.image, seed=seed))
 
 
@@ -93,7 +94,7 @@ class AtlasRunner:
         self.registration = None
         self.train_s: Optional[float] = None
         self.key = (f"atlas-{self.atlas.name}-it{ATLAS_TRAIN_ITERATIONS}-n{len(samples)}-seed{seed}-"
-                    f"{source_hash(['methods/atlas.py', 'methods/common.py', 'methods/transforms.py'])}")
+                    f"{source_hash(['methods/atlas.py', 'methods/preprocessing.py', 'methods/transforms.py'])}")
 
     def _registration(self):
         if self.registration is None:

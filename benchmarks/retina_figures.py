@@ -95,8 +95,8 @@ def draw_masks(samples, maps, path: Path, n_images: int = 4) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from CUTSSegmentationLib.binarize import binarize_with_hint
-    from CUTSSegmentationLib.metrics import dice
+    from CUTSSegmentationLib.condense.binarize import binarize_with_hint
+    from CUTSSegmentationLib.evaluate.metrics import dice
 
     have = [s for s in samples if s.name in maps]
 

@@ -147,8 +147,8 @@ class Sample:
 
 
 def load_retina(data_dir: Path) -> list[Sample]:
-    from CUTSSegmentationLib.binarize import innermost_point
-    from CUTSSegmentationLib.imageio import read_image
+    from CUTSSegmentationLib.condense.binarize import innermost_point
+    from CUTSSegmentationLib.io.reading import read_image
 
     samples = []
     for path in sorted((data_dir / "image_with_GA").glob("image*.png")):
@@ -178,12 +178,13 @@ _SOURCES: dict[str, bytes] = {}
 def freeze_engine_sources() -> None:
     """Import the engine and snapshot its source files once, at start-up: cache keys then describe the code
     this process runs even if someone edits the files while a long benchmark is under way."""
-    import CUTSSegmentationLib.embedding  # noqa: F401
+    import CUTSSegmentationLib.learn.embedding  # noqa: F401
+    import CUTSSegmentationLib.learn.training  # noqa: F401
     import CUTSSegmentationLib.pipeline  # noqa: F401
-    import CUTSSegmentationLib.training  # noqa: F401
 
-    for path in sorted((REPO / "CUTSSegmentationLib").glob("*.py")):
-        _SOURCES[path.name] = path.read_bytes()
+    engine = REPO / "CUTSSegmentationLib"
+    for path in sorted(engine.rglob("*.py")):
+        _SOURCES[path.relative_to(engine).as_posix()] = path.read_bytes()
 
 
 def source_hash(names: list[str]) -> str:
@@ -208,11 +209,10 @@ def engine_version() -> str:
     return head or "unknown"
 
 
-TRAIN_SOURCES = ["training.py", "sampling.py", "losses.py", "encoder.py", "normalization.py", "imageio.py"]
-SEGMENT_SOURCES = ["embedding.py", "condensation.py", "pipeline.py", "persistence.py"]
+TRAIN_SOURCES = ["learn/training.py", "learn/sampling.py", "learn/losses.py", "learn/encoder.py", "learn/normalization.py", "io/reading.py"]
+SEGMENT_SOURCES = ["learn/embedding.py", "condense/condensation.py", "pipeline.py", "condense/persistence.py"]
 #: What a peer-objective encoder (benchmarks/peers.py) depends on besides the CUTS training sources.
-OBJECTIVE_SOURCES = TRAIN_SOURCES + ["methods/objectives.py", "methods/transforms.py", "methods/common.py",
-                                     "methods/cgc.py"]
+OBJECTIVE_SOURCES = TRAIN_SOURCES + ["methods/objectives.py", "methods/transforms.py", "methods/gmm.py"]
 
 
 class Cache:
@@ -253,7 +253,7 @@ def train_model(samples: list[Sample], seed: int, epochs: Optional[int], cache: 
                 objective: str = "cuts"):
     """Encoder trained on all images (labels unused) with the CUTS objective or a peer method's; cached.
     Returns (model, path, training seconds: this run's or the recorded ones, None if unknown)."""
-    from CUTSSegmentationLib.modelfile import load_model, save_model
+    from CUTSSegmentationLib.learn.modelfile import load_model, save_model
     from CUTSSegmentationLib.pipeline import train
 
     prefix, sources = ("model", TRAIN_SOURCES) if objective == "cuts" else (objective, OBJECTIVE_SOURCES)
@@ -295,7 +295,7 @@ def hierarchy_arrays(h) -> dict[str, np.ndarray]:
 
 def run_cuts(sample: Sample, model, model_path: Path, seed: int, cache: Cache) -> dict[str, np.ndarray]:
     """Hierarchy (levels, persistent) and spectral k-means labels of one image under one trained model."""
-    from CUTSSegmentationLib.embedding import compute_embeddings
+    from CUTSSegmentationLib.learn.embedding import compute_embeddings
     from CUTSSegmentationLib.pipeline import segment
 
     key = f"{model_path.stem}-{source_hash(SEGMENT_SOURCES)}"
@@ -318,10 +318,10 @@ def run_cuts(sample: Sample, model, model_path: Path, seed: int, cache: Cache) -
 
 def run_pixels(sample: Sample, seed: int, cache: Cache) -> dict[str, np.ndarray]:
     """Diffusion condensation on the raw pixels (RGB in [0, 1], L2-normalised, as the authors) and pixel k-means."""
-    from CUTSSegmentationLib.condensation import CondensationConfig, condense
+    from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense
     from CUTSSegmentationLib.pipeline import build_hierarchy
 
-    key = f"pixels-seed{seed}-{source_hash(['condensation.py', 'pipeline.py', 'persistence.py'])}"
+    key = f"pixels-seed{seed}-{source_hash(['condense/condensation.py', 'pipeline.py', 'condense/persistence.py'])}"
 
     def compute() -> dict[str, np.ndarray]:
         t0 = time.perf_counter()
@@ -359,8 +359,8 @@ def classical(sample: Sample, cache: Cache) -> dict[str, np.ndarray]:
 def binarise(labels: np.ndarray, sample: Sample, how: str, zero_is_label: bool = True) -> np.ndarray:
     """Label-hint or seed-point mask. `zero_is_label`: 0 is an ordinary label (baselines, levels); False for a
     persistent map, where 0 means unpainted and a seed there selects nothing."""
-    from CUTSSegmentationLib.binarize import binarize_at_seed, binarize_with_hint
-    from CUTSSegmentationLib.errors import InputError
+    from CUTSSegmentationLib.condense.binarize import binarize_at_seed, binarize_with_hint
+    from CUTSSegmentationLib.core.errors import InputError
 
     if how == "hint":
         return binarize_with_hint(labels, sample.truth)
@@ -373,7 +373,7 @@ def binarise(labels: np.ndarray, sample: Sample, how: str, zero_is_label: bool =
 
 
 def score(mask: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    from CUTSSegmentationLib.metrics import evaluate_binary
+    from CUTSSegmentationLib.evaluate.metrics import evaluate_binary
 
     return evaluate_binary(mask, truth)
 
@@ -576,7 +576,7 @@ def run_peers(samples: list[Sample], chosen: list[Sample], seeds: list[int], pee
 
 
 def _persistent(levels: np.ndarray, **kwargs) -> np.ndarray:
-    from CUTSSegmentationLib.persistence import persistent_structures
+    from CUTSSegmentationLib.condense.persistence import persistent_structures
 
     if len(levels) == 0:
         return np.zeros(levels.shape[1:], dtype=np.uint16)
@@ -586,7 +586,7 @@ def _persistent(levels: np.ndarray, **kwargs) -> np.ndarray:
 #: Other single maps built from the same CUTS levels without labels: what was tried to close the gap between
 #: the persistent map and the best-level oracle. Analysis rows only: the choices were compared on these labels.
 def _levels_upto(L: np.ndarray, nc: np.ndarray, k: int) -> np.ndarray:
-    from CUTSSegmentationLib.persistence import persistent_level_indices
+    from CUTSSegmentationLib.condense.persistence import persistent_level_indices
 
     return L[persistent_level_indices(nc, k)]
 

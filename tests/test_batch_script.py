@@ -42,8 +42,8 @@ def error_line(completed: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
-    from CUTSSegmentationLib.imageio import itk_image_from_volume, write_png
-    from CUTSSegmentationLib.phantom import oblique_direction, synthetic_image_2d, synthetic_phantom_3d
+    from CUTSSegmentationLib.io.writing import itk_image_from_volume, write_png
+    from CUTSSegmentationLib.evaluate.phantom import oblique_direction, synthetic_image_2d, synthetic_phantom_3d
     import SimpleITK as sitk
 
     folder = tmp_path_factory.mktemp("batch-inputs")
@@ -75,7 +75,7 @@ def test_png_persistent_structures(inputs, tmp_path: Path):
 def test_oblique_volume_level_and_seed_keep_the_input_geometry(inputs, tmp_path: Path):
     import slicer
 
-    from CUTSSegmentationLib.imageio import read_image
+    from CUTSSegmentationLib.io.reading import read_image
 
     source = read_image(inputs["nrrd"])
     out = tmp_path / "level0.seg.nrrd"

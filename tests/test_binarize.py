@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from CUTSSegmentationLib.binarize import binarize_at_seed, binarize_with_hint, innermost_point
-from CUTSSegmentationLib.errors import InputError
+from CUTSSegmentationLib.condense.binarize import binarize_at_seed, binarize_with_hint, innermost_point
+from CUTSSegmentationLib.core.errors import InputError
 
 
 def label_map_2d() -> np.ndarray:

@@ -12,9 +12,9 @@ import SimpleITK as sitk
 import slicerio
 
 from CUTSSegmentationLib.cli import main
-from CUTSSegmentationLib.hierarchy import Hierarchy
-from CUTSSegmentationLib.imageio import write_png
-from CUTSSegmentationLib.phantom import synthetic_image_2d, synthetic_phantom_3d
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.io.writing import write_png
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d, synthetic_phantom_3d
 
 
 @pytest.fixture(scope="module")

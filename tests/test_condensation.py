@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CUTSSegmentationLib.condensation import CondensationConfig, condense, select_levels
-from CUTSSegmentationLib.errors import CancelledError, InputError
-from CUTSSegmentationLib.progress import CancelToken
+from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense, select_levels
+from CUTSSegmentationLib.core.errors import CancelledError, InputError
+from CUTSSegmentationLib.core.progress import CancelToken
 
 
 def nested_blobs(n_per: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,8 +130,8 @@ def test_distance_at_the_float32_rounded_merge_threshold_does_not_stall() -> Non
     """
     import torch
 
-    from CUTSSegmentationLib.condensation import _condense_atoms
-    from CUTSSegmentationLib.progress import no_progress
+    from CUTSSegmentationLib.condense.condensation import _condense_atoms
+    from CUTSSegmentationLib.core.progress import no_progress
 
     x = np.zeros((12, 4), dtype=np.float32)
     x[1, :2] = np.array([3103, 1053], dtype=np.float32) * np.float32(2.0**-15)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.hierarchy import Hierarchy
-from CUTSSegmentationLib.imagedata import Geometry, ImageData
-from CUTSSegmentationLib.progress import LineProgress, parse_progress_line
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
+from CUTSSegmentationLib.core.progress import LineProgress, parse_progress_line
 
 
 def oblique_geometry() -> Geometry:

@@ -9,7 +9,7 @@ import numpy as np
 import slicerio
 
 from CUTSSegmentationLib.demo import demo_retina_image, run_demo
-from CUTSSegmentationLib.hierarchy import Hierarchy
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy
 
 
 def test_bundled_retina_is_an_rgb_uint8_image() -> None:

@@ -6,20 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from CUTSSegmentationLib import embedding
-from CUTSSegmentationLib.embedding import compute_embeddings, iter_slice_embeddings
-from CUTSSegmentationLib.encoder import CUTSEncoder
-from CUTSSegmentationLib.errors import CancelledError, InputError, ResourceError
-from CUTSSegmentationLib.imagedata import ImageData
-from CUTSSegmentationLib.modelfile import TrainedModel
-from CUTSSegmentationLib.normalization import (
-    card_entry,
-    choose_normalisation,
-    compute_params,
-    normalise,
-    params_for_inference,
-)
-from CUTSSegmentationLib.progress import CancelToken
+from CUTSSegmentationLib.learn import embedding
+from CUTSSegmentationLib.learn.embedding import compute_embeddings, iter_slice_embeddings
+from CUTSSegmentationLib.learn.encoder import CUTSEncoder
+from CUTSSegmentationLib.core.errors import CancelledError, InputError, ResourceError
+from CUTSSegmentationLib.core.imagedata import ImageData
+from CUTSSegmentationLib.learn.modelfile import TrainedModel
+from CUTSSegmentationLib.learn.normalization import card_entry, choose_normalisation, compute_params, normalise, params_for_inference
+from CUTSSegmentationLib.core.progress import CancelToken
 
 
 @pytest.fixture(autouse=True)

@@ -7,18 +7,11 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from CUTSSegmentationLib.device import describe_device, resolve_device
-from CUTSSegmentationLib.encoder import CUTSEncoder, PatchReconHead
-from CUTSSegmentationLib.errors import CUTSError
-from CUTSSegmentationLib.losses import contrastive_loss, cuts_loss, reconstruction_loss
-from CUTSSegmentationLib.sampling import (
-    border_margin,
-    extract_patches,
-    gather_pixels,
-    make_generator,
-    patch_ssim,
-    sample_pairs,
-)
+from CUTSSegmentationLib.core.device import describe_device, resolve_device
+from CUTSSegmentationLib.learn.encoder import CUTSEncoder, PatchReconHead
+from CUTSSegmentationLib.core.errors import CUTSError
+from CUTSSegmentationLib.learn.losses import contrastive_loss, cuts_loss, reconstruction_loss
+from CUTSSegmentationLib.learn.sampling import border_margin, extract_patches, gather_pixels, make_generator, patch_ssim, sample_pairs
 
 
 @pytest.fixture(autouse=True)

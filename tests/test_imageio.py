@@ -10,21 +10,15 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from CUTSSegmentationLib import imageio
-from CUTSSegmentationLib.errors import InputError, ResourceError
-from CUTSSegmentationLib.imagedata import Geometry, ImageData
-from CUTSSegmentationLib.imageio import (
-    available_memory_bytes,
-    check_fits_in_memory,
-    collect_inputs,
-    estimate_job_bytes,
-    read_image,
-    read_label_mask,
-    validate_image,
-    write_label_image,
-    write_png,
-)
-from CUTSSegmentationLib.phantom import oblique_direction, synthetic_phantom_3d
+from CUTSSegmentationLib.io import memory, writing
+from CUTSSegmentationLib.core.errors import InputError, ResourceError
+from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
+from CUTSSegmentationLib.io.inputs import collect_inputs
+from CUTSSegmentationLib.io.memory import available_memory_bytes, check_fits_in_memory, estimate_job_bytes
+from CUTSSegmentationLib.io.reading import read_image, read_label_mask
+from CUTSSegmentationLib.io.validation import validate_image
+from CUTSSegmentationLib.io.writing import write_label_image, write_png
+from CUTSSegmentationLib.evaluate.phantom import oblique_direction, synthetic_phantom_3d
 
 OBLIQUE = Geometry(spacing=(0.7, 0.8, 2.5), origin=(-12.5, 30.25, 7.0), direction=oblique_direction(20.0))
 
@@ -391,7 +385,7 @@ def test_available_memory_is_reported_here() -> None:
 def test_read_image_checks_memory_before_reading_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A machine with little memory cannot be arranged in a test; make this one report 1 MiB free."""
     path = _write_itk(_rng().random((8, 64, 64)).astype(np.float32), tmp_path / "vol.nrrd")
-    monkeypatch.setattr(imageio, "available_memory_bytes", lambda: 2**20)
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 2**20)
     with pytest.raises(ResourceError, match=f"^{path}: too large for memory"):
         read_image(path)
 
@@ -482,7 +476,7 @@ def test_atomic_write_leaves_old_file_and_no_temp_on_failure(tmp_path: Path) -> 
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        imageio.atomic_write(target, half_write)
+        writing.atomic_write(target, half_write)
     assert target.read_text() == "old content"
     assert [p.name for p in tmp_path.iterdir()] == ["out.seg.nrrd"]
 

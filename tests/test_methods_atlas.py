@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.imagedata import ImageData
-from CUTSSegmentationLib.metrics import dice
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.core.imagedata import ImageData
+from CUTSSegmentationLib.evaluate.metrics import dice
 from CUTSSegmentationLib.methods.atlas import (
     integrate_velocity,
     parse_atlas_argument,
@@ -19,7 +19,7 @@ from CUTSSegmentationLib.methods.atlas import (
     warp_by_displacement,
 )
 from CUTSSegmentationLib.methods.transforms import warp
-from CUTSSegmentationLib.phantom import synthetic_image_2d
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
 
 STRUCTURES = (2, 3, 4, 5)
 
@@ -72,7 +72,7 @@ def test_registration_learns_and_beats_copying_the_atlas() -> None:
 
 
 def test_atlas_argument_parsing(tmp_path) -> None:
-    from CUTSSegmentationLib.imageio import write_png
+    from CUTSSegmentationLib.io.writing import write_png
 
     image, truth = synthetic_image_2d(32, seed=2)
     write_png(image.array[0].astype(np.uint8), tmp_path / "atlas.png")

@@ -11,9 +11,9 @@ import SimpleITK as sitk
 import torch
 
 from CUTSSegmentationLib.cli import main
-from CUTSSegmentationLib.hierarchy import Hierarchy
-from CUTSSegmentationLib.imageio import write_png
-from CUTSSegmentationLib.phantom import synthetic_image_2d
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.io.writing import write_png
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
 
 OUTPUTS = {"hierarchy.npz", "persistent.nrrd", "segmentation.seg.nrrd", "levels.png"}
 

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from CUTSSegmentationLib.binarize import binarize_with_hint
-from CUTSSegmentationLib.errors import CUTSError, ModelFileError
-from CUTSSegmentationLib.metrics import dice
-from CUTSSegmentationLib.methods.common import ClusterHead, cluster_head_map
+from CUTSSegmentationLib.condense.binarize import binarize_with_hint
+from CUTSSegmentationLib.core.errors import CUTSError, ModelFileError
+from CUTSSegmentationLib.evaluate.metrics import dice
+from CUTSSegmentationLib.learn.cluster_head import cluster_head_map
+from CUTSSegmentationLib.learn.encoder import ClusterHead
 from CUTSSegmentationLib.methods.objectives import mutual_information_loss, patch_contrastive_loss
-from CUTSSegmentationLib.modelfile import load_model, save_model
-from CUTSSegmentationLib.phantom import synthetic_image_2d
-from CUTSSegmentationLib.training import TrainConfig, train_encoder
+from CUTSSegmentationLib.learn.modelfile import load_model, save_model
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+from CUTSSegmentationLib.learn.training import TrainConfig, train_encoder
 
 STRUCTURES = (2, 3, 4, 5)  # disc, ring, bright blob, dark ellipse of `synthetic_image_2d`
 SMALL = dict(batch_size=4, crop_size=48, device="cpu")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from CUTSSegmentationLib.binarize import binarize_with_hint
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.metrics import dice
-from CUTSSegmentationLib.methods.cgc import fit_gmm, foreground_probability, segment_image_gmm
+from CUTSSegmentationLib.condense.binarize import binarize_with_hint
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.evaluate.metrics import dice
+from CUTSSegmentationLib.methods.gmm import fit_gmm, foreground_probability, segment_image_gmm
 from CUTSSegmentationLib.methods.s3net import DeformConv2d, segment_image_s3net, spatial_consistency_loss
-from CUTSSegmentationLib.phantom import synthetic_image_2d, synthetic_phantom_3d
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d, synthetic_phantom_3d
 
 STRUCTURES = (2, 3, 4, 5)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.hierarchy import Hierarchy
-from CUTSSegmentationLib.methods.common import relabel_consecutive, single_level_hierarchy
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.methods.labels import relabel_consecutive, single_level_hierarchy
 from CUTSSegmentationLib.methods.transforms import (
     local_cross_correlation,
     make_generator,
@@ -21,7 +21,7 @@ from CUTSSegmentationLib.methods.transforms import (
     valid_mask,
     warp,
 )
-from CUTSSegmentationLib.phantom import synthetic_image_2d
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
 
 
 def _invert(theta: torch.Tensor) -> torch.Tensor:

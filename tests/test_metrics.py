@@ -10,9 +10,9 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.metrics import hausdorff_distance, structural_similarity
 
-from CUTSSegmentationLib import metrics
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.metrics import dice, ergas, evaluate_binary, hausdorff, rmse, ssim
+from CUTSSegmentationLib.evaluate import metrics
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.evaluate.metrics import dice, ergas, evaluate_binary, hausdorff, rmse, ssim
 
 
 def disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:

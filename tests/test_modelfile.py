@@ -12,12 +12,12 @@ import torch
 from safetensors.torch import save_file
 
 import CUTSSegmentationLib
-from CUTSSegmentationLib import modelfile
-from CUTSSegmentationLib.embedding import compute_embeddings
-from CUTSSegmentationLib.encoder import CUTSEncoder
-from CUTSSegmentationLib.errors import ModelFileError
-from CUTSSegmentationLib.imagedata import ImageData
-from CUTSSegmentationLib.modelfile import FORMAT_TAG, TrainedModel, check_compatible, load_model, save_model
+from CUTSSegmentationLib.learn import modelfile
+from CUTSSegmentationLib.learn.embedding import compute_embeddings
+from CUTSSegmentationLib.learn.encoder import CUTSEncoder
+from CUTSSegmentationLib.core.errors import ModelFileError
+from CUTSSegmentationLib.core.imagedata import ImageData
+from CUTSSegmentationLib.learn.modelfile import FORMAT_TAG, TrainedModel, check_compatible, load_model, save_model
 
 
 @pytest.fixture(autouse=True)

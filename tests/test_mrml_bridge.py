@@ -19,9 +19,9 @@ import vtk  # noqa: E402  (slicer-core pins its own vtk)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CUTSSegmentation"))
 
-from CUTSSegmentationLib.errors import InputError  # noqa: E402
-from CUTSSegmentationLib.hierarchy import Hierarchy  # noqa: E402
-from CUTSSegmentationLib.imagedata import Geometry, ImageData  # noqa: E402
+from CUTSSegmentationLib.core.errors import InputError  # noqa: E402
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy  # noqa: E402
+from CUTSSegmentationLib.core.imagedata import Geometry, ImageData  # noqa: E402
 from CUTSSegmentationMRML import (  # noqa: E402
     LABEL_TAG,
     export_segmentation,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.persistence import persistent_structures
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.condense.persistence import persistent_structures
 
 # Three nested levels of a 4 x 5 image (20 px), finest first. Merges keep one member's id:
 # L1: 2 -> 1, 6 -> 3; L2: 5 -> 4, 3 -> 1.
@@ -155,7 +155,7 @@ def test_bad_input() -> None:
 
 
 def test_persistent_levels_are_the_coarse_part_of_the_hierarchy() -> None:
-    from CUTSSegmentationLib.persistence import PERSISTENT_MAX_CLUSTERS, persistent_level_indices
+    from CUTSSegmentationLib.condense.persistence import PERSISTENT_MAX_CLUSTERS, persistent_level_indices
 
     counts = np.array([64, 40, 30, 25, 24, 12, 9, 4, 2])
     assert PERSISTENT_MAX_CLUSTERS == 24
@@ -171,9 +171,9 @@ def test_pipeline_persistent_map_ignores_the_fine_levels() -> None:
     """build_hierarchy keeps every level for the slider but builds the persistent map from the levels with at
     most 24 clusters: 2 groups x 40 sub-clusters of embeddings give fine levels (> 24 clusters) that must not
     enter the map."""
-    from CUTSSegmentationLib.condensation import condense
-    from CUTSSegmentationLib.imagedata import ImageData
-    from CUTSSegmentationLib.persistence import persistent_level_indices
+    from CUTSSegmentationLib.condense.condensation import condense
+    from CUTSSegmentationLib.core.imagedata import ImageData
+    from CUTSSegmentationLib.condense.persistence import persistent_level_indices
     from CUTSSegmentationLib.pipeline import build_hierarchy
 
     rng = np.random.default_rng(0)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import slicerio
 
-from CUTSSegmentationLib.imagedata import Geometry
-from CUTSSegmentationLib.phantom import LABELS_2D, LABELS_3D, oblique_direction, synthetic_image_2d, synthetic_phantom_3d
-from CUTSSegmentationLib.segnrrd import PALETTE, default_colour, write_seg_nrrd
+from CUTSSegmentationLib.core.imagedata import Geometry
+from CUTSSegmentationLib.evaluate.phantom import LABELS_2D, LABELS_3D, oblique_direction, synthetic_image_2d, synthetic_phantom_3d
+from CUTSSegmentationLib.io.segnrrd import PALETTE, default_colour, write_seg_nrrd
 
 OBLIQUE = Geometry(spacing=(0.9, 0.9, 2.5), origin=(-40.0, -45.0, 12.5), direction=oblique_direction(20.0))
 

@@ -53,10 +53,10 @@ from CUTSSegmentationJobs import (  # noqa: E402
 )
 from CUTSSegmentationJobs import operations  # noqa: E402
 from CUTSSegmentationJobs.runner import child_environment, engine_command  # noqa: E402
-from CUTSSegmentationLib.errors import InputError  # noqa: E402
-from CUTSSegmentationLib.hierarchy import Hierarchy  # noqa: E402
-from CUTSSegmentationLib.imagedata import Geometry, ImageData  # noqa: E402
-from CUTSSegmentationLib.progress import PROGRESS_LINE_PREFIX  # noqa: E402
+from CUTSSegmentationLib.core.errors import InputError  # noqa: E402
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy  # noqa: E402
+from CUTSSegmentationLib.core.imagedata import Geometry, ImageData  # noqa: E402
+from CUTSSegmentationLib.core.progress import PROGRESS_LINE_PREFIX  # noqa: E402
 from CUTSSegmentationMRML import image_to_volume_node, volume_node_to_image  # noqa: E402
 
 
@@ -345,8 +345,8 @@ ALLOWED_TOP_LEVEL = {
 }
 #: Imports allowed inside functions only: numpy ships with Slicer (used by the self-test), slicer.packaging
 #: exists from Slicer 5.12 (guarded by ImportError), the engine modules are imported where needed.
-ALLOWED_IN_FUNCTIONS = ALLOWED_TOP_LEVEL | {"numpy", "slicer.packaging", "CUTSSegmentationLib.phantom",
-                                            "CUTSSegmentationLib.hierarchy", "CUTSSegmentationLib.imagedata"}
+ALLOWED_IN_FUNCTIONS = ALLOWED_TOP_LEVEL | {"numpy", "slicer.packaging", "CUTSSegmentationLib.evaluate.phantom",
+                                            "CUTSSegmentationLib.condense.hierarchy", "CUTSSegmentationLib.core.imagedata"}
 #: Names of Slicer's Python API that exist only in the Slicer application (not in PyPI slicer-core), each
 #: checked by hand against Slicer's source (Base/Python/slicer, Base/QTGUI, Modules/Loadable/Markups/Widgets).
 ALLOWED_GUI_ONLY = {
@@ -828,7 +828,7 @@ def test_keep_structure_at_seed(scene_and_volume):
 
 
 def test_volume_files_round_trip_for_the_child_process(tmp_path: Path, scene_and_volume):
-    from CUTSSegmentationLib.imageio import read_image
+    from CUTSSegmentationLib.io.reading import read_image
 
     scene, volume = scene_and_volume
     path = operations.write_volume_file(volume, tmp_path / "job" / "input.nrrd")
@@ -865,7 +865,7 @@ def test_copy_model_file_takes_the_card_along(tmp_path: Path):
 
 def test_background_segmentation_job_end_to_end(tmp_path: Path):
     """What the panel does, minus Qt: volume node -> NRRD -> child `cuts segment` -> hierarchy -> segmentation."""
-    from CUTSSegmentationLib.phantom import synthetic_image_2d
+    from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
 
     scene = slicer.vtkMRMLScene()
     image, _truth = synthetic_image_2d(size=40, seed=3)
@@ -939,7 +939,7 @@ def _load_module_with_stubbed_gui(monkeypatch, scene):
 
 
 def test_logic_console_api_runs_on_a_real_scene(monkeypatch, tmp_path: Path):
-    from CUTSSegmentationLib.phantom import synthetic_image_2d
+    from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
     from CUTSSegmentationMRML import find_hierarchy_nodes
 
     scene = slicer.vtkMRMLScene()

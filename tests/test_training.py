@@ -7,13 +7,13 @@ import pytest
 import torch
 from scipy.cluster.vq import kmeans2
 
-from CUTSSegmentationLib.embedding import compute_embeddings
-from CUTSSegmentationLib.encoder import CUTSEncoder
-from CUTSSegmentationLib.errors import CancelledError, InputError
-from CUTSSegmentationLib.imagedata import ImageData
-from CUTSSegmentationLib.modelfile import TrainedModel, load_model
-from CUTSSegmentationLib.progress import CancelToken
-from CUTSSegmentationLib.training import CPU_CROP, GPU_CROP, TrainConfig, train_encoder
+from CUTSSegmentationLib.learn.embedding import compute_embeddings
+from CUTSSegmentationLib.learn.encoder import CUTSEncoder
+from CUTSSegmentationLib.core.errors import CancelledError, InputError
+from CUTSSegmentationLib.core.imagedata import ImageData
+from CUTSSegmentationLib.learn.modelfile import TrainedModel, load_model
+from CUTSSegmentationLib.core.progress import CancelToken
+from CUTSSegmentationLib.learn.training import CPU_CROP, GPU_CROP, TrainConfig, train_encoder
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,9 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.hierarchy import Hierarchy
-from CUTSSegmentationLib.progress import CancelToken, ProgressCallback, no_progress
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.core.progress import CancelToken, ProgressCallback, no_progress
 
 PERSISTENT = "persistent"
 LevelSpec = Union[int, str]
@@ -125,7 +125,7 @@ def seed_voxel(seed: SeedLike, volume_node: Any, point_index: int = 0) -> tuple[
 
 def structure_at_seed(hierarchy: Hierarchy, level: LevelSpec, seed_xyz: Sequence[float]) -> tuple[int, np.ndarray]:
     """(label, label map with only that label kept) for the structure under the seed voxel."""
-    from CUTSSegmentationLib.binarize import binarize_at_seed
+    from CUTSSegmentationLib.condense.binarize import binarize_at_seed
 
     labels = level_label_map(hierarchy, level)
     seed = tuple(seed_xyz)
@@ -201,7 +201,8 @@ def read_volume_file(scene: Any, path: Union[str, Path], name: Optional[str] = N
     """
     import slicer
 
-    from CUTSSegmentationLib.imageio import read_image, validate_image
+    from CUTSSegmentationLib.io.reading import read_image
+    from CUTSSegmentationLib.io.validation import validate_image
     from CUTSSegmentationMRML.bridge import image_to_volume_node
 
     path = Path(path)
@@ -268,14 +269,14 @@ def train_on_volumes(
 
 def load_model_file(path: Union[str, Path]) -> Any:
     """Read a .safetensors encoder written by `cuts train` / Save encoder (ModelFileError if it is not one)."""
-    from CUTSSegmentationLib.modelfile import load_model
+    from CUTSSegmentationLib.learn.modelfile import load_model
 
     return load_model(path, device="cpu")
 
 
 def save_model_file(model: Any, path: Union[str, Path]) -> Path:
     """Write a TrainedModel as MODEL.safetensors + MODEL.json card."""
-    from CUTSSegmentationLib.modelfile import save_model
+    from CUTSSegmentationLib.learn.modelfile import save_model
 
     return Path(save_model(model, path))
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-from CUTSSegmentationLib.progress import parse_progress_line
+from CUTSSegmentationLib.core.progress import parse_progress_line
 
 PathLike = Union[str, "os.PathLike[str]"]
 

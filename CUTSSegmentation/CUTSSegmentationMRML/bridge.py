@@ -24,8 +24,8 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.imagedata import Geometry, ImageData
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
 
 from .palette import RGB, label_colors
 

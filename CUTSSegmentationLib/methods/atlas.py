@@ -57,10 +57,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from ..imagedata import ImageData
-from ..progress import CancelToken, ProgressCallback, check_cancel, no_progress
-from .common import normalised_2d, require_2d
+from ..core.errors import InputError
+from ..core.imagedata import ImageData
+from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from .preprocessing import normalised_2d, require_2d
 from .transforms import make_generator, random_affine
 
 ATLAS_ITERATIONS = 200
@@ -213,7 +213,7 @@ def train_atlas_registration(
     Every image must have the atlas's size after resampling (the atlas is resampled to the first image's
     size); each batch draws `batch_size` images (with replacement) under small random augmentations.
     """
-    from ..device import resolve_device
+    from ..core.device import resolve_device
 
     if not images:
         raise InputError("atlas registration needs at least one image to register to")
@@ -303,7 +303,7 @@ def segment_image_atlas(
     Without `registration`, a network is trained on this one (image, atlas) pair first (per-image
     instance optimisation); pass one from `train_atlas_registration` to reuse a dataset-trained network.
     """
-    from ..device import resolve_device
+    from ..core.device import resolve_device
 
     require_2d(image, "atlas")
     require_2d(atlas_image, "atlas")
@@ -334,7 +334,7 @@ def parse_atlas_argument(text: Optional[str]) -> tuple[ImageData, np.ndarray]:
     """
     from pathlib import Path
 
-    from ..imageio import read_image
+    from ..io.reading import read_image
 
     if not text:
         raise InputError(NEEDS_ATLAS)

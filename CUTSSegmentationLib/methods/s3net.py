@@ -48,9 +48,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..imagedata import ImageData
-from ..progress import CancelToken, ProgressCallback, check_cancel, no_progress
-from .common import normalised_2d, relabel_consecutive, require_2d
+from ..core.imagedata import ImageData
+from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from .labels import relabel_consecutive
+from .preprocessing import normalised_2d, require_2d
 from .transforms import make_generator, random_affine, sobel, valid_mask, warp
 
 S3_ITERATIONS = 50
@@ -187,7 +188,7 @@ def segment_image_s3net(
 
     `history`, if given, receives the total loss of every iteration (for tests and benchmarks).
     """
-    from ..device import resolve_device
+    from ..core.device import resolve_device
 
     require_2d(image, "s3net")
     dev = resolve_device(device)

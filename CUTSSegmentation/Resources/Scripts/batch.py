@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_seed(text: Optional[str]) -> Optional[tuple[float, ...]]:
-    from CUTSSegmentationLib.errors import InputError
+    from CUTSSegmentationLib.core.errors import InputError
 
     if text is None:
         return None
@@ -93,8 +93,8 @@ def _scene():
 
 def run(args: argparse.Namespace) -> int:
     from CUTSSegmentationJobs import operations
-    from CUTSSegmentationLib.errors import InputError
-    from CUTSSegmentationLib.progress import ConsoleProgress
+    from CUTSSegmentationLib.core.errors import InputError
+    from CUTSSegmentationLib.core.progress import ConsoleProgress
     from CUTSSegmentationMRML import export_segmentation
 
     # Everything that can be checked before the long computation is checked first.
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from CUTSSegmentationLib.errors import CancelledError, CUTSError, ModelFileError, ResourceError
+    from CUTSSegmentationLib.core.errors import CancelledError, CUTSError, ModelFileError, ResourceError
 
     try:
         return run(args)

@@ -27,7 +27,7 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         missing = self.widget.logic.missingDependencies()
         if missing:
             self.skipTest("CUTS engine dependencies are not installed: " + ", ".join(missing))
-        from CUTSSegmentationLib.phantom import synthetic_image_2d
+        from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
         from CUTSSegmentationMRML import image_to_volume_node
 
         image, self.truth = synthetic_image_2d(size=64, seed=0)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
 from .hierarchy import smallest_uint
 
 #: Levels with more clusters than this do not enter the persistent map (see the module docstring).

@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputError
+from ..core.errors import InputError
 
 #: Crops with more voxels than this use SimpleITK's multithreaded Maurer distance map instead of scipy's.
 _SITK_MIN_VOXELS = 200_000

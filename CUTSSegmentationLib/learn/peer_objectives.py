@@ -61,8 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CUTSError
-from .common import ClusterHead
+from ..core.errors import CUTSError
+from ..learn.encoder import ClusterHead
 from .transforms import (
     local_cross_correlation,
     make_generator,
@@ -300,7 +300,7 @@ def sample_training_pixels(
     images: Sequence[Any], mode: str, params: Sequence[Optional[dict]], n: int = 50_000, seed: int = 0
 ) -> np.ndarray:
     """Up to `n` normalised pixels (N, C) drawn evenly from the training images (their usable slices)."""
-    from ..normalization import apply_normalisation
+    from ..learn.normalization import apply_normalisation
 
     rng = np.random.default_rng(seed)
     per_image = max(1, n // max(1, len(images)))
@@ -322,7 +322,7 @@ def build_objective(
     if name == "iic":
         return InfomaxObjective(cfg.embed_dim, cfg.n_clusters, 0.0, 0.0, cfg.seed + 2, name="iic")
     if name == "cgc":
-        from .cgc import fit_gmm
+        from .gmm import fit_gmm
 
         pixels = sample_training_pixels(images, mode, params, seed=cfg.seed + 3)
         gmm = fit_gmm(pixels, cfg.gmm_components, seed=cfg.seed + 3)

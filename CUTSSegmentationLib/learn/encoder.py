@@ -6,6 +6,10 @@ C -> 16 -> 32 -> 64 -> d (d = 128), no pooling, so every pixel gets one d-dimens
 
 `PatchReconHead`: MLP d -> C*25 -> C*25 (LeakyReLU between), reshaped to the C x 5 x 5 patch around the pixel;
 it only exists during training (the reconstruction objective), the saved model keeps the encoder alone.
+
+`ClusterHead`: a 1x1 convolution from the embeddings to K cluster logits (softmax outside), the "g" of the
+boundary-aware infomax objective and the pixel classifier of CGC; a model trained with such an objective
+keeps it (`TrainedModel.cluster_head`, saved in the same safetensors file).
 """
 
 from __future__ import annotations
@@ -62,3 +66,18 @@ class PatchReconHead(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out = self.mlp(z)
         return out.reshape(*z.shape[:-1], self.in_channels, self.patch_size, self.patch_size)
+
+
+class ClusterHead(nn.Module):
+    """(B, D, H, W) embeddings -> (B, K, H, W) cluster logits: one 1x1 convolution."""
+
+    def __init__(self, embed_dim: int, n_clusters: int) -> None:
+        super().__init__()
+        if n_clusters < 2:
+            raise ValueError("a cluster head needs at least 2 clusters")
+        self.embed_dim = int(embed_dim)
+        self.n_clusters = int(n_clusters)
+        self.conv = nn.Conv2d(self.embed_dim, self.n_clusters, kernel_size=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.conv(z)

@@ -26,8 +26,8 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .imagedata import Geometry
-from .imageio import atomic_write, itk_image_from_volume, labels_as_volume
+from ..core.imagedata import Geometry
+from .writing import atomic_write, itk_image_from_volume, labels_as_volume
 
 PathLike = Union[str, Path]
 Colour = tuple[float, float, float]

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .imagedata import Geometry, ImageData
+from ..core.imagedata import Geometry, ImageData
 
 #: Ground-truth labels of `synthetic_image_2d`.
 LABELS_2D = {1: "background", 2: "disc", 3: "ring", 4: "bright blob", 5: "dark ellipse"}

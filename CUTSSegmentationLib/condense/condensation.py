@@ -44,8 +44,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .errors import InputError
-from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from ..core.errors import InputError
+from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 
 
 @dataclass

@@ -32,9 +32,9 @@ from typing import Union
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from ..errors import InputError
-from ..imagedata import ImageData
-from ..normalization import choose_normalisation, normalise
+from ..core.errors import InputError
+from ..core.imagedata import ImageData
+from ..learn.normalization import choose_normalisation, normalise
 
 GMM_COMPONENTS = 3
 GMM_THRESHOLD = 0.5

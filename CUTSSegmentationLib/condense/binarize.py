@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import InputError
+from ..core.errors import InputError
 
 #: Above this label id, counting uses np.unique instead of a dense np.bincount table.
 _DENSE_MAX_ID = 1 << 24

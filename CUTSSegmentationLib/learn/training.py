@@ -47,20 +47,15 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from . import __version__
-from .device import describe_device, is_accelerator, resolve_device
+from .. import __version__
+from ..core.device import describe_device, is_accelerator, resolve_device
 from .encoder import PATCH_SIZE, CUTSEncoder, PatchReconHead
-from .errors import CUTSError, InputError
-from .imagedata import ImageData
+from ..core.errors import CUTSError, InputError
+from ..core.imagedata import ImageData
 from .losses import DEFAULT_LAMBDA, DEFAULT_TEMPERATURE, cuts_loss
 from .modelfile import TrainedModel, save_model
-from .normalization import (
-    apply_normalisation,
-    card_entry,
-    choose_normalisation_for,
-    compute_params,
-)
-from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from .normalization import apply_normalisation, card_entry, choose_normalisation_for, compute_params
+from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from .sampling import border_margin, extract_patches, gather_pixels, make_generator, sample_pairs
 
 PathLike = Union[str, os.PathLike]
@@ -141,7 +136,7 @@ def _validate(images: Sequence[ImageData], config: TrainConfig) -> None:
         raise CUTSError("lambda (lam) must lie in [0, 1]")
     if config.temperature <= 0:
         raise CUTSError("temperature must be > 0")
-    from .methods.objectives import OBJECTIVES
+    from ..methods.objectives import OBJECTIVES
 
     if config.objective not in OBJECTIVES:
         raise CUTSError(f"unknown objective {config.objective!r} (use one of {', '.join(OBJECTIVES)})")
@@ -249,7 +244,7 @@ def _train(
         head = PatchReconHead(channels, cfg.embed_dim, PATCH_SIZE)
         objective = None
         if cfg.objective != "cuts":
-            from .methods.objectives import build_objective
+            from ..methods.objectives import build_objective
 
             objective = build_objective(cfg, channels, images, mode, params)
     memory_format = torch.channels_last

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import is_accelerator, resolve_device
+from ..core.device import is_accelerator, resolve_device
 from .encoder import RECEPTIVE_RADIUS
-from .errors import ResourceError
-from .imagedata import ImageData
+from ..core.errors import ResourceError
+from ..core.imagedata import ImageData
 from .modelfile import TrainedModel, check_compatible
 from .normalization import apply_normalisation, params_for_inference
-from .progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 
 #: Pixels per encoder forward pass (peak activation memory is about 1.5 KB per pixel).
 CPU_PIXEL_BUDGET = 1 << 18

@@ -24,8 +24,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
-from .imagedata import Geometry
+from ..core.errors import InputError
+from ..core.imagedata import Geometry
 
 HIERARCHY_FORMAT = "cuts-hierarchy/1"
 

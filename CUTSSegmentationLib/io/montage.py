@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .hierarchy import Hierarchy
+from ..condense.hierarchy import Hierarchy
 
 _GOLDEN = 0.618033988749895
 
@@ -106,6 +106,6 @@ def hierarchy_montage(
 
 
 def save_montage(hierarchy: Hierarchy, path: Union[str, Path], image: Optional[np.ndarray] = None) -> Path:
-    from .imageio import write_png
+    from .writing import write_png
 
     return write_png(hierarchy_montage(hierarchy, image), path)

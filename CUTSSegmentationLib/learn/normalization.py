@@ -23,8 +23,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .imagedata import ImageData
+from ..core.errors import InputError
+from ..core.imagedata import ImageData
 
 MODES = ("uint8", "percentile")
 LOW_PERCENTILE = 0.5

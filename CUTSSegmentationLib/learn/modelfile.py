@@ -29,8 +29,8 @@ from typing import Any, Optional, Union
 
 import torch
 
-from .errors import ModelFileError
-from .imagedata import ImageData
+from ..core.errors import ModelFileError
+from ..core.imagedata import ImageData
 
 FORMAT_TAG = "cuts-segmentation-model"
 FORMAT_VERSION = 1
@@ -206,7 +206,7 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> Trai
     """
     from safetensors.torch import load as st_load
 
-    from .device import resolve_device
+    from ..core.device import resolve_device
     from .encoder import CUTSEncoder
 
     path = Path(path)
@@ -244,7 +244,7 @@ def _load_cluster_head(path: Path, card: dict[str, Any], tensors: dict[str, torc
         return None
     if entry is None or not tensors:
         raise ModelFileError(f"{path.name}: the cluster head's card entry and its weights do not match")
-    from .methods.common import ClusterHead
+    from .encoder import ClusterHead
 
     try:
         head = ClusterHead(int(card["embed_dim"]), int(entry["n_clusters"]))

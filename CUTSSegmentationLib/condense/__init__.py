@@ -1,0 +1,1 @@
+"""From embeddings to structures: diffusion condensation, the hierarchy, persistent structures, binarization."""

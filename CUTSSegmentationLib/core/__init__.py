@@ -1,0 +1,1 @@
+"""What every stage shares: typed errors, the image type, progress and cancel, the torch device."""

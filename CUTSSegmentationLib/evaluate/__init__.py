@@ -1,0 +1,1 @@
+"""Scoring and test data: segmentation metrics and synthetic phantoms with a known truth."""

@@ -1,0 +1,134 @@
+"""Write label maps and PNGs atomically (temp file in the target folder, then `os.replace`).
+
+An interrupted or failed write never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..core.imagedata import Geometry
+from .formats import LABEL_EXTENSIONS, PathLike, file_extension
+
+
+def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temp file next to `path` (same extension) and rename it into place.
+
+    The temp file keeps the full extension (`.nii.gz`, `.seg.nrrd`) so writers that pick the format by
+    name write the right thing; on any error it is removed and the old file, if any, is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:])
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=str(path.parent))
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _label_dtype(labels: np.ndarray) -> np.dtype:
+    """Keep uint8/uint16/uint32; other integer or bool maps become the smallest unsigned type that fits."""
+    if labels.dtype in (np.uint8, np.uint16, np.uint32):
+        return labels.dtype
+    if labels.dtype.kind not in "biu":
+        raise ValueError(f"label maps must be integer or bool, got {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise ValueError("label maps cannot hold negative values")
+    top = int(labels.max()) if labels.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"label value {top} does not fit in uint32")
+
+
+def labels_as_volume(labels: np.ndarray, is_2d: bool) -> np.ndarray:
+    """(Y, X) for 2D or (Z, Y, X) -> (Z, Y, X), checking the shape matches what `is_2d` promises."""
+    labels = np.asarray(labels)
+    if is_2d:
+        if labels.ndim == 3 and labels.shape[0] == 1:
+            return labels
+        if labels.ndim != 2:
+            raise ValueError(f"a 2D label map must be (Y, X), got shape {labels.shape}")
+        return labels[np.newaxis]
+    if labels.ndim != 3:
+        raise ValueError(f"a 3D label map must be (Z, Y, X), got shape {labels.shape}")
+    return labels
+
+
+def itk_image_from_volume(volume_zyx: np.ndarray, geometry: Geometry) -> sitk.Image:
+    """(Z, Y, X) array + geometry -> 3D SimpleITK image with exactly that origin/spacing/direction."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume_zyx))
+    image.SetSpacing(tuple(float(s) for s in geometry.spacing))
+    image.SetOrigin(tuple(float(o) for o in geometry.origin))
+    image.SetDirection(tuple(float(d) for d in geometry.direction))
+    return image
+
+
+def write_label_image(labels: np.ndarray, geometry: Geometry, path: PathLike, is_2d: bool) -> Path:
+    """Write a label map (.nrrd, .nii.gz, .nii, .mha; .png for 2D) with the input's geometry, atomically.
+
+    Volumes are written as 3D images (a 2D map as one slice) so origin, spacing and direction equal the
+    input's and the result overlays it in Slicer; `.png` has no geometry and takes 2D maps only.
+    """
+    path = Path(path)
+    extension = file_extension(path)
+    if extension not in LABEL_EXTENSIONS:
+        raise ValueError(f"cannot write a label map as '{extension}' (use one of {', '.join(LABEL_EXTENSIONS)})")
+    volume = labels_as_volume(labels, is_2d)
+    volume = volume.astype(_label_dtype(volume), copy=False)
+    if extension == ".png":
+        if volume.shape[0] != 1 or volume.dtype == np.uint32:
+            raise ValueError("PNG label maps must be 2D with values below 65536")
+        image = sitk.GetImageFromArray(np.ascontiguousarray(volume[0]))
+    else:
+        image = itk_image_from_volume(volume, geometry)
+    return atomic_write(path, lambda tmp: sitk.WriteImage(image, str(tmp), True))
+
+
+def write_png(image: np.ndarray, path: PathLike) -> Path:
+    """Write a uint8 grey (Y, X) or RGB/RGBA (Y, X, 3|4) array as PNG, atomically (previews, overlays)."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"write_png takes uint8 arrays, got {array.dtype}")
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))):
+        raise ValueError(f"write_png takes (Y, X) or (Y, X, 3|4) arrays, got shape {array.shape}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    itk_image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=array.ndim == 3)
+    return atomic_write(path, lambda tmp: sitk.WriteImage(itk_image, str(tmp)))
+
+
+@contextlib.contextmanager
+def staged_directory(out: Path) -> Iterator[Path]:
+    """Yield a temp folder beside `out`; on success move its files into `out`, on failure remove it.
+
+    Files already in `out` that the job does not produce are left alone; a folder `out` that did not
+    exist before a failed job is not created.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-partial-", dir=str(out.parent)))
+    try:
+        yield stage
+        out.mkdir(parents=True, exist_ok=True)
+        for item in stage.iterdir():
+            target = out / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            item.replace(target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

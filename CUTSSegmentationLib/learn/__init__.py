@@ -1,0 +1,1 @@
+"""The learned part: normalization, the encoder and its objectives, training, embeddings, model files."""
