@@ -1,16 +1,8 @@
-"""The `cuts` command line: demo, train, segment, binarize.
+"""The `cuts` command line (demo, train, segment, binarize), on top of every stage; nothing imports it.
 
-Peer methods (see `methods`): ``train``/``segment --objective cuts|infomax|iic|cgc`` picks the encoder
-objective; ``segment --method s3net|gmm|atlas`` runs a per-image method instead of CUTS (``atlas`` needs
-``--atlas IMAGE,LABELS``, one labelled reference). A per-image method's single label map is written as a
-one-level hierarchy by the same writer, so the output files are the same for every method; a model with a
-cluster head (infomax, iic, cgc) also gets its single-granularity map as ``clusters.nrrd``.
-
-Also run as `python -m CUTSSegmentationLib`, which is how the Slicer module's background process calls it
-(with `--progress lines`, machine-readable progress on stdout). Any user-fixable problem ends with ONE
-line on stderr and a non-zero exit code (2 for bad input, 3 for a bad model file, 4 for not enough
-memory, 130 when cancelled); outputs are staged in a temporary folder and moved into place only when the
-whole job succeeded, so nothing half-written is left behind.
+Also run as `python -m CUTSSegmentationLib`, as the Slicer module's background process does (``--progress
+lines``). A user-fixable problem ends with one line on stderr and an exit code (2 input, 3 model file,
+4 memory, 130 cancelled); outputs are staged and moved into place only on success. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,8 +16,24 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__
+from .condense.binarize import binarize_at_seed
+from .condense.hierarchy import Hierarchy
 from .core.errors import CancelledError, CUTSError, InputError, ModelFileError, ResourceError
+from .core.imagedata import ImageData
 from .core.progress import ConsoleProgress, LineProgress, ProgressCallback, no_progress
+from .demo import run_demo
+from .io.inputs import collect_inputs
+from .io.outputs import write_segmentation_outputs
+from .io.reading import read_image
+from .io.validation import validate_image
+from .io.writing import staged_directory, write_label_image
+from .learn.cluster_head import cluster_head_map
+from .learn.modelfile import TrainedModel, load_model, save_model
+from .learn.objective_registry import OBJECTIVES
+from .methods.atlas import NEEDS_ATLAS
+from .methods.labels import single_level_hierarchy
+from .methods.registry import METHODS, MethodOptions, segment_per_image
+from .pipeline import segment, train
 
 EXIT_OK = 0
 EXIT_INPUT = 2
@@ -36,6 +44,7 @@ EXIT_CANCELLED = 130
 
 # ------------------------------------------------------------------------------------------- helpers
 def _progress(kind: str) -> ProgressCallback:
+    """The progress reporter ``--progress`` names: a bar on stderr, lines on stdout, or nothing."""
     if kind == "lines":
         return LineProgress(sys.stdout)
     if kind == "none":
@@ -44,6 +53,7 @@ def _progress(kind: str) -> ProgressCallback:
 
 
 def _parse_floats(text: str, name: str, counts: Sequence[int]) -> tuple[float, ...]:
+    """``"1,2,3"`` -> (1.0, 2.0, 3.0), with one of `counts` numbers; `name` is the option, for errors."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
@@ -53,21 +63,16 @@ def _parse_floats(text: str, name: str, counts: Sequence[int]) -> tuple[float, .
     return values
 
 
-def _load_model(path: Optional[str], device: str):
+def _load_model(path: Optional[str], device: str) -> Optional[TrainedModel]:
+    """The model at `path` on the CPU (the pipeline moves it), or None when no path was given."""
     if path is None:
         return None
-    from .learn.modelfile import load_model
-
     return load_model(path, device="cpu")
 
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from .io.inputs import collect_inputs
-    from .io.reading import read_image
-    from .learn.modelfile import save_model
-    from .pipeline import train
-
+    """``cuts train INPUTS --out MODEL``: train one encoder on every input and save it with its card."""
     paths = collect_inputs(args.inputs)
     images = [read_image(p) for p in paths]
     out = Path(args.out)
@@ -89,6 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _objective_overrides(args: argparse.Namespace) -> dict:
+    """`TrainConfig` fields that ``--objective`` and ``--clusters`` set (empty for the CUTS objective)."""
     """TrainConfig fields for a peer objective (nothing for the CUTS objective: its path stays as it was)."""
     objective = getattr(args, "objective", None) or "cuts"
     if objective == "cuts":
@@ -100,10 +106,9 @@ def _objective_overrides(args: argparse.Namespace) -> dict:
 
 
 def _check_method_arguments(args: argparse.Namespace) -> None:
+    """Refuse option combinations that mean nothing for the chosen ``--method``, before any work."""
     method = args.method
     if method == "atlas" and not args.atlas:
-        from .methods.atlas import NEEDS_ATLAS
-
         raise InputError(NEEDS_ATLAS)
     if args.atlas and method != "atlas":
         raise InputError("--atlas is only used by --method atlas")
@@ -113,48 +118,19 @@ def _check_method_arguments(args: argparse.Namespace) -> None:
         raise InputError(f"--objective applies to --method cuts (CUTS-style encoders), not to --method {method}")
 
 
-def _segment_per_image(args: argparse.Namespace, image):
+def _segment_per_image(args: argparse.Namespace, image: ImageData) -> Hierarchy:
     """S3-Net, GMM threshold or atlas transfer: one label map, as a one-level hierarchy."""
-    from .io.validation import validate_image
-    from .methods.labels import single_level_hierarchy
-
     validate_image(image)
-    progress = _progress(args.progress)
-    device = args.device
-    if args.method == "s3net":
-        from .methods import s3net
-
-        iterations = args.epochs if args.epochs is not None else s3net.S3_ITERATIONS
-        labels = s3net.segment_image_s3net(
-            image, iterations=iterations, seed=args.seed, device=device, progress=progress
-        )
-        info = s3net.describe()
-        info["iterations"] = iterations
-    elif args.method == "gmm":
-        from .methods.gmm import segment_image_gmm
-
-        labels = segment_image_gmm(image, seed=args.seed)
-        info = {"method": "gmm", "n_components": 3, "component": "brightest", "threshold": 0.5}
-    else:
-        from .methods import atlas
-
-        atlas_image, atlas_labels = atlas.parse_atlas_argument(args.atlas)
-        iterations = args.epochs if args.epochs is not None else atlas.ATLAS_ITERATIONS
-        labels = atlas.segment_image_atlas(
-            image, atlas_image, atlas_labels, iterations=iterations, seed=args.seed, device=device, progress=progress
-        )
-        info = atlas.describe()
-        info["atlas"] = args.atlas
+    options = MethodOptions(
+        seed=args.seed, device=args.device, iterations=args.epochs, atlas=args.atlas, progress=_progress(args.progress)
+    )
+    labels, info = segment_per_image(args.method, image, options)
     info["source"] = image.source
     return single_level_hierarchy(labels, image, info)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .io.outputs import write_segmentation_outputs
-    from .io.reading import read_image
-    from .io.writing import staged_directory
-    from .pipeline import segment
-
+    """``cuts segment INPUT --out DIR``: a hierarchy (CUTS) or a one-level one (per-image methods) and its files."""
     _check_method_arguments(args)
     image = read_image(args.input)
     start = time.perf_counter()
@@ -176,8 +152,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 f"--objective {args.objective} does not match the model, which was trained with '{trained_with}'"
             )
     if model is None and _objective_overrides(args):
-        from .pipeline import train
-
         model = train(
             [image],
             epochs=args.epochs,
@@ -197,9 +171,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with staged_directory(Path(args.out)) as stage:
         write_segmentation_outputs(hierarchy, image, stage)
         if model is not None and getattr(model, "cluster_head", None) is not None:
-            from .io.writing import write_label_image
-            from .learn.cluster_head import cluster_head_map
-
             clusters = cluster_head_map(model, image, device=args.device)
             write_label_image(clusters, hierarchy.geometry, stage / "clusters.nrrd", hierarchy.is_2d)
     counts = ", ".join(str(int(c)) for c in hierarchy.n_clusters)
@@ -211,10 +182,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_binarize(args: argparse.Namespace) -> int:
-    from .condense.binarize import binarize_at_seed
-    from .condense.hierarchy import Hierarchy
-    from .io.writing import write_label_image
-
+    """``cuts binarize hierarchy.npz --seed X,Y[,Z] --out MASK``: the structure under a seed, as a mask file."""
     hierarchy = Hierarchy.load(args.hierarchy)
     if (args.seed is None) == (args.seed_ras is None):
         raise InputError("give exactly one of --seed X,Y[,Z] (voxel indices) or --seed-ras R,A,S (millimetres)")
@@ -224,19 +192,7 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         seed = tuple(hierarchy.geometry.ras_to_index(_parse_floats(args.seed_ras, "--seed-ras", (3,))))
         if hierarchy.is_2d:
             seed = seed[:2] + (round(seed[2]),)
-    level = args.level
-    if level == "persistent":
-        if hierarchy.persistent is None:
-            raise InputError("this hierarchy has no persistent map; choose --level K")
-        labels = hierarchy.persistent
-    else:
-        try:
-            k = int(level)
-        except ValueError:
-            raise InputError(f"--level must be an integer level index or 'persistent', got '{level}'") from None
-        if not -hierarchy.n_levels <= k < hierarchy.n_levels:
-            raise InputError(f"--level {k} is out of range: this hierarchy has levels 0..{hierarchy.n_levels - 1}")
-        labels = hierarchy.levels[k]
+    labels = hierarchy.label_map(args.level, name="--level")
     mask = binarize_at_seed(labels, seed).astype(np.uint8)
     write_label_image(mask, hierarchy.geometry, args.out, hierarchy.is_2d)
     print(f"{int(mask.sum())} voxels selected -> {args.out}", file=sys.stderr)
@@ -244,14 +200,14 @@ def cmd_binarize(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
+    """``cuts demo``: train, segment and score on bundled data (a retina photograph, a 3D phantom)."""
     run_demo(Path(args.out), device=args.device, epochs=args.epochs, progress=_progress(args.progress))
     return EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------- parsing
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (each sets ``func``, the function that runs it)."""
     parser = argparse.ArgumentParser(
         prog="cuts",
         description="Unsupervised multigranular segmentation (CUTS): train an encoder, condense, binarise.",
@@ -259,8 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, mps")
-    common.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
-                        help="progress bar on stderr, machine-readable lines on stdout, or nothing")
+    common.add_argument(
+        "--progress",
+        choices=("bar", "lines", "none"),
+        default="bar",
+        help="progress bar on stderr, machine-readable lines on stdout, or nothing",
+    )
     common.add_argument("--seed", type=int, default=0, help="random seed (training and condensation)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -281,15 +241,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="image or volume file")
     p.add_argument("--model", help="trained encoder (.safetensors); without it, train on the input itself")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs when training on the input itself (--method s3net / atlas: iterations, "
-                   "default 50 / 200)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs when training on the input itself (--method s3net / atlas: iterations, default 50 / 200)",
+    )
     _add_objective_arguments(p, default=None)
-    p.add_argument("--method", choices=("cuts", "s3net", "gmm", "atlas"), default="cuts",
-                   help="cuts (default: encoder + condensation hierarchy); per-image single-map methods: s3net "
-                   "(S3-Net), gmm (CGC's GMM-with-threshold baseline), atlas (CLMorph atlas transfer, NEEDS --atlas)")
-    p.add_argument("--atlas", default=None,
-                   help="IMAGE,LABELS: the one labelled reference image that --method atlas warps onto the input")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="cuts",
+        help="cuts (default: encoder + condensation hierarchy); per-image single-map methods: s3net "
+        "(S3-Net), gmm (CGC's GMM-with-threshold baseline), atlas (CLMorph atlas transfer, NEEDS --atlas)",
+    )
+    p.add_argument(
+        "--atlas",
+        default=None,
+        help="IMAGE,LABELS: the one labelled reference image that --method atlas warps onto the input",
+    )
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("binarize", help="keep the structure under a seed point")
@@ -304,9 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_objective_arguments(p: argparse.ArgumentParser, default: Optional[str]) -> None:
-    p.add_argument("--objective", choices=("cuts", "infomax", "iic", "cgc"), default=default,
-                   help="encoder objective: cuts (the paper's, default), infomax (boundary-aware information "
-                   "maximisation), iic (its alpha = 0), cgc (GMM-pseudo-label guided); see methods/objectives.py")
+    """``--objective`` and ``--clusters``, shared by ``train`` and ``segment``."""
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=default,
+        help="encoder objective: cuts (the paper's, default), infomax (boundary-aware information "
+        "maximisation), iic (its alpha = 0), cgc (GMM-pseudo-label guided); see learn/peer_objectives.py",
+    )
     p.add_argument("--clusters", type=int, default=None, help="cluster-head size K for infomax/iic (default 40)")
 
 
@@ -327,6 +302,23 @@ def _glue_point_arguments(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; return the exit code instead of raising for user-fixable problems.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 bad input, 3 bad model file, 4 not enough memory, 130 cancelled or interrupted.
+
+    Examples
+    --------
+    >>> main(["segment", "image.png", "--out", "result", "--progress", "none"])  # doctest: +SKIP
+    0
+    """
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(_glue_point_arguments(argv))
     try:

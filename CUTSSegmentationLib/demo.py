@@ -2,7 +2,7 @@
 
 Two inputs ship with the installation: the colour fundus photograph of scikit-image (`skimage.data.retina`,
 the paper's first application, resized to 256 x 256) and a synthetic 3D head phantom with known structures
-(`phantom.synthetic_phantom_3d`). For each, the demo trains a small encoder on the input, condenses its
+(`evaluate.phantom.synthetic_phantom_3d`). For each, the demo trains a small encoder on the input, condenses its
 embeddings, and writes the same outputs as `cuts segment` plus the model, the input as a file Slicer can
 open, and (for the phantom) the ground truth and the Dice of the best level against each true structure.
 """
@@ -16,19 +16,27 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import SimpleITK as sitk
+from skimage import data
+from skimage.transform import resize
 
+from .condense.binarize import binarize_with_hint
 from .core.imagedata import ImageData
 from .core.progress import ProgressCallback, no_progress
+from .evaluate.metrics import dice
+from .evaluate.phantom import synthetic_phantom_3d
+from .io.outputs import write_segmentation_outputs
+from .io.writing import atomic_write, itk_image_from_volume, staged_directory, write_label_image, write_png
+from .learn.modelfile import save_model
+from .pipeline import segment, train
 
 #: Default epochs for the phantom's 32 slices (2 optimiser steps each): about as long as the retina's
 #: default per-image training, so the whole demo takes a few minutes on a laptop CPU.
 PHANTOM_DEMO_EPOCHS = 60
 
+
 def demo_retina_image(size: int = 256) -> ImageData:
     """scikit-image's bundled fundus photograph as an 8-bit RGB image of `size` x `size`."""
-    from skimage import data
-    from skimage.transform import resize
-
     rgb = data.retina()
     small = resize(rgb, (size, size), anti_aliasing=True, preserve_range=True)
     array = np.clip(np.round(small), 0, 255).astype(np.float32)[None]
@@ -37,9 +45,6 @@ def demo_retina_image(size: int = 256) -> ImageData:
 
 def best_level_dice(hierarchy, truth: np.ndarray) -> dict[str, float]:
     """For each true structure, the best Dice any single cluster of any level reaches (label-hint, oracle)."""
-    from .condense.binarize import binarize_with_hint
-    from .evaluate.metrics import dice
-
     scores: dict[str, float] = {}
     for value in [int(v) for v in np.unique(truth) if v != 0]:
         mask = truth == value
@@ -49,13 +54,15 @@ def best_level_dice(hierarchy, truth: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def _run_one(name: str, image: ImageData, out: Path, device: str, epochs: Optional[int], progress: ProgressCallback,
-             truth: Optional[np.ndarray] = None) -> dict:
-    from .io.outputs import write_segmentation_outputs
-    from .io.writing import write_label_image
-    from .learn.modelfile import save_model
-    from .pipeline import segment, train
-
+def _run_one(
+    name: str,
+    image: ImageData,
+    out: Path,
+    device: str,
+    epochs: Optional[int],
+    progress: ProgressCallback,
+    truth: Optional[np.ndarray] = None,
+) -> dict:
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -67,15 +74,9 @@ def _run_one(name: str, image: ImageData, out: Path, device: str, epochs: Option
     segment_s = time.perf_counter() - t0
     write_segmentation_outputs(hierarchy, image, folder)
     if not image.is_2d:
-        import SimpleITK as sitk
-
-        from .io.writing import atomic_write, itk_image_from_volume
-
         volume = itk_image_from_volume(image.array[..., 0].astype(np.int16), image.geometry)
         atomic_write(folder / "input.nrrd", lambda tmp: sitk.WriteImage(volume, str(tmp), True))
     else:
-        from .io.writing import write_png
-
         write_png(image.array[0].astype(np.uint8), folder / "input.png")
     summary = {
         "input": image.source,
@@ -90,20 +91,22 @@ def _run_one(name: str, image: ImageData, out: Path, device: str, epochs: Option
     return summary
 
 
-def run_demo(out: Path, device: str = "auto", epochs: Optional[int] = None,
-             progress: ProgressCallback = no_progress) -> dict:
+def run_demo(
+    out: Path, device: str = "auto", epochs: Optional[int] = None, progress: ProgressCallback = no_progress
+) -> dict:
     """Run the demo into `out` (staged: a failed or cancelled demo leaves no partial folder)."""
-    from .io.writing import staged_directory
-    from .evaluate.phantom import synthetic_phantom_3d
-
     summary: dict = {}
     with staged_directory(Path(out)) as stage:
         summary["retina"] = _run_one("retina", demo_retina_image(), stage, device, epochs, progress)
         phantom, truth = synthetic_phantom_3d()
-        summary["phantom"] = _run_one("phantom", phantom, stage, device, epochs or PHANTOM_DEMO_EPOCHS, progress,
-                                      truth=truth)
+        summary["phantom"] = _run_one(
+            "phantom", phantom, stage, device, epochs or PHANTOM_DEMO_EPOCHS, progress, truth=truth
+        )
         (stage / "summary.json").write_text(json.dumps(summary, indent=2))
     for name, item in summary.items():
-        print(f"{name}: {item['shape']} trained {item['train_s']} s, segmented {item['segment_s']} s, "
-              f"levels {item['levels']} -> {Path(out) / name}", file=sys.stderr)
+        print(
+            f"{name}: {item['shape']} trained {item['train_s']} s, segmented {item['segment_s']} s, "
+            f"levels {item['levels']} -> {Path(out) / name}",
+            file=sys.stderr,
+        )
     return summary

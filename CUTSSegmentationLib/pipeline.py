@@ -14,9 +14,10 @@ import numpy as np
 
 from . import __version__
 from .condense.condensation import CondensationConfig, CondensationResult, condense
+from .condense.hierarchy import Hierarchy
 from .core.errors import InputError
-from .condense.hierarchy import Hierarchy, smallest_uint
 from .core.imagedata import ImageData
+from .core.label_dtypes import smallest_uint
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 
 
@@ -95,9 +96,9 @@ def segment(
     image is the smallest dataset). The hierarchy's `info` records the model card and the timings.
     """
     from .core.device import resolve_device
-    from .learn.embedding import compute_embeddings
     from .io.memory import check_fits_in_memory
     from .io.validation import validate_image
+    from .learn.embedding import compute_embeddings
     from .learn.modelfile import check_compatible
 
     validate_image(image)

@@ -107,8 +107,9 @@ def otsu_watershed(image: np.ndarray) -> np.ndarray:
     return watershed(sobel(grey), markers).astype(np.uint16)
 
 
-def felzenszwalb(image: np.ndarray, scale: float = FELZENSZWALB_RETINA[0], sigma: float = FELZENSZWALB_RETINA[1],
-                 min_size: int = 10) -> np.ndarray:
+def felzenszwalb(
+    image: np.ndarray, scale: float = FELZENSZWALB_RETINA[0], sigma: float = FELZENSZWALB_RETINA[1], min_size: int = 10
+) -> np.ndarray:
     """Felzenszwalb-Huttenlocher graph segmentation; defaults: the authors' retina tuning (200, 1.0, 10)."""
     from skimage.segmentation import felzenszwalb as _felzenszwalb
 
@@ -165,7 +166,11 @@ def _kmeans(x, k: int, seed: int, n_init: int, iters: int) -> tuple[np.ndarray, 
         c = x[first][None].clone()
         d2 = ((x - c[0]) ** 2).sum(1)
         for _ in range(1, k):
-            i = int(torch.multinomial(d2, 1, generator=gen)) if float(d2.sum()) > 0 else int(torch.randint(n, (1,), generator=gen))
+            i = (
+                int(torch.multinomial(d2, 1, generator=gen))
+                if float(d2.sum()) > 0
+                else int(torch.randint(n, (1,), generator=gen))
+            )
             c = torch.cat([c, x[i][None]])
             d2 = torch.minimum(d2, ((x - x[i]) ** 2).sum(1))
         labels = torch.full((n,), -1, dtype=torch.int64)
@@ -243,8 +248,12 @@ def pca(x: np.ndarray, dim: int) -> np.ndarray:
 
 
 def spectral_kmeans(
-    embeddings: np.ndarray, shape: tuple[int, int], k: int = SPECTRAL_K, n_neighbors: int = SPECTRAL_NEIGHBORS,
-    seed: int = 0, pca_dim: int = SPECTRAL_PCA,
+    embeddings: np.ndarray,
+    shape: tuple[int, int],
+    k: int = SPECTRAL_K,
+    n_neighbors: int = SPECTRAL_NEIGHBORS,
+    seed: int = 0,
+    pca_dim: int = SPECTRAL_PCA,
 ) -> np.ndarray:
     """Spectral clustering (k clusters) of (N, D) per-pixel embeddings -> (Y, X) label map.
 

@@ -136,10 +136,10 @@ def main() -> int:
 
     from skimage.transform import resize
 
-    from CUTSSegmentationLib.learn.embedding import compute_embeddings
+    from CUTSSegmentationLib.condense.persistence import persistent_level_indices, persistent_structures
     from CUTSSegmentationLib.core.imagedata import ImageData
     from CUTSSegmentationLib.io.reading import read_image
-    from CUTSSegmentationLib.condense.persistence import persistent_level_indices, persistent_structures
+    from CUTSSegmentationLib.learn.embedding import compute_embeddings
 
     model, model_path = trained_model(args.model)
     report: dict = {
@@ -156,8 +156,11 @@ def main() -> int:
         emb_path = work / f"emb{k}.npy"
         np.save(emb_path, emb.astype(np.float32))
         row: dict = {"image": image_path.name}
-        ours = run_child(sys.executable, CHILD_OURS.format(repo=str(REPO), emb=str(emb_path), shape=[128, 128],
-                                                           out=str(work / f"ours{k}.npz")), 600)
+        ours = run_child(
+            sys.executable,
+            CHILD_OURS.format(repo=str(REPO), emb=str(emb_path), shape=[128, 128], out=str(work / f"ours{k}.npz")),
+            600,
+        )
         with np.load(work / f"ours{k}.npz") as data:
             best, level = hint_dice_best(data["levels"], truth)
             ours.update(dice_best_level=best, best_level=level, dice_persistent=hint_dice(data["persistent"], truth))
@@ -169,11 +172,15 @@ def main() -> int:
             emb_big = compute_embeddings(model, big_image, device="cpu")
             big_path = work / "emb_big.npy"
             np.save(big_path, emb_big.astype(np.float32))
-            row["ours_256"] = run_child(sys.executable, CHILD_OURS.format(
-                repo=str(REPO), emb=str(big_path), shape=[256, 256], out=str(work / "ours_big.npz")), 600)
+            row["ours_256"] = run_child(
+                sys.executable,
+                CHILD_OURS.format(repo=str(REPO), emb=str(big_path), shape=[256, 256], out=str(work / "ours_big.npz")),
+                600,
+            )
         if args.msphate_python and k < n_ms:
-            ms = run_child(args.msphate_python, CHILD_MSPHATE.format(emb=str(emb_path), out=str(work / f"ms{k}.npz")),
-                           3600)
+            ms = run_child(
+                args.msphate_python, CHILD_MSPHATE.format(emb=str(emb_path), out=str(work / f"ms{k}.npz")), 3600
+            )
             with np.load(work / f"ms{k}.npz") as data:
                 levels = data["labels"].reshape(-1, 128, 128)
                 # Multiscale PHATE's first level is the raw points (every pixel its own cluster): skip it.
@@ -202,17 +209,20 @@ def main() -> int:
         "ours_dice_best_level_mean": mean("ours_128", "dice_best_level"),
         "ours_dice_persistent_mean": mean("ours_128", "dice_persistent"),
         "msphate_wall_s_mean": mean("msphate_128", "wall_s"),
-        "msphate_peak_rss_mb_max": max((r["msphate_128"]["peak_rss_mb"] for r in report["images"]
-                                        if "msphate_128" in r), default=None),
+        "msphate_peak_rss_mb_max": max(
+            (r["msphate_128"]["peak_rss_mb"] for r in report["images"] if "msphate_128" in r), default=None
+        ),
         "msphate_dice_best_level_mean": mean("msphate_128", "dice_best_level"),
         "msphate_dice_persistent_mean": mean("msphate_128", "dice_persistent"),
     }
     compared = [r for r in report["images"] if "msphate_128" in r]
     if compared:
         report["summary"]["ours_dice_best_level_same_images"] = float(
-            np.mean([r["ours_128"]["dice_best_level"] for r in compared]))
+            np.mean([r["ours_128"]["dice_best_level"] for r in compared])
+        )
         report["summary"]["ours_dice_persistent_same_images"] = float(
-            np.mean([r["ours_128"]["dice_persistent"] for r in compared]))
+            np.mean([r["ours_128"]["dice_persistent"] for r in compared])
+        )
         report["summary"]["speedup_mean"] = float(np.mean([r["speedup"] for r in compared]))
     write_report(report, args.out, shown=report["summary"])
     return 0

@@ -53,9 +53,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import slicer
+    from CUTSSegmentationMRML import image_to_volume_node, push_level_to_segmentation
 
     from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
-    from CUTSSegmentationMRML import image_to_volume_node, push_level_to_segmentation
 
     shape = tuple(int(v) for v in args.shape.split(","))
     counts = [64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2]

@@ -1,6 +1,6 @@
 """A 256 x 256 x 128 volume end to end: embeddings + condensation + persistent map, wall time and peak RSS.
 
-The encoder is trained briefly on the volume's own slices first (not counted in the budget: the issue's
+The encoder is trained briefly on the volume's own slices first (not counted in the budget: the
 budget covers inference, the part a clinician waits for each time). Runs the pipeline's own steps so the
 numbers are what `cuts segment --model M` costs on such a volume.
 
@@ -39,9 +39,9 @@ def main() -> int:
     from CUTSSegmentationLib.condense.binarize import binarize_with_hint
     from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense
     from CUTSSegmentationLib.core.device import describe_device, resolve_device
-    from CUTSSegmentationLib.learn.embedding import compute_embeddings
     from CUTSSegmentationLib.evaluate.metrics import dice
     from CUTSSegmentationLib.evaluate.phantom import synthetic_phantom_3d
+    from CUTSSegmentationLib.learn.embedding import compute_embeddings
     from CUTSSegmentationLib.pipeline import build_hierarchy, train
 
     shape = tuple(int(v) for v in args.shape.split(","))
@@ -67,8 +67,9 @@ def main() -> int:
     best = {}
     for value in [int(v) for v in np.unique(truth) if v]:
         mask = truth == value
-        best[str(value)] = max(float(dice(binarize_with_hint(hierarchy.levels[k], mask), mask))
-                               for k in range(hierarchy.n_levels))
+        best[str(value)] = max(
+            float(dice(binarize_with_hint(hierarchy.levels[k], mask), mask)) for k in range(hierarchy.n_levels)
+        )
     report = {
         "machine": machine_facts(device=describe_device(device)),
         "shape_zyx": list(shape),

@@ -150,8 +150,16 @@ def draw_dice(res, path: Path, paper: dict, methods) -> None:
             hint, hse = res.summary(m.key, "hint", "dice")
             seed, sse = res.summary(m.key, "seed", "dice")
             color = "#2a6fb0" if m.key.startswith("cuts") else ("#d08a2a" if m.group == "peer" else "#8a8a8a")
-            ax.barh(yi + 0.18, hint, 0.34, xerr=hse, color=color, ecolor="black", capsize=2,
-                    label="ours, label hint" if yi == y[0] or m is rows[0] else None)
+            ax.barh(
+                yi + 0.18,
+                hint,
+                0.34,
+                xerr=hse,
+                color=color,
+                ecolor="black",
+                capsize=2,
+                label="ours, label hint" if yi == y[0] or m is rows[0] else None,
+            )
             ax.barh(yi - 0.18, seed, 0.34, xerr=sse, color=color, alpha=0.45, ecolor="black", capsize=2)
             ax.text(hint + hse + 0.01, yi + 0.18, f"{hint:.3f}", va="center", fontsize=7)
         if m.paper:
@@ -163,11 +171,16 @@ def draw_dice(res, path: Path, paper: dict, methods) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color="#2a6fb0", label="ours, label hint"),
-                       Patch(color="#d08a2a", label="peer methods (label hint)"),
-                       Patch(color="#2a6fb0", alpha=0.45, label="ours, seed point (innermost pixel)"),
-                       Line2D([], [], color="k", marker="D", ls="", ms=4.5, label="paper, Table 1")],
-              fontsize=7, loc="lower right")
+    ax.legend(
+        handles=[
+            Patch(color="#2a6fb0", label="ours, label hint"),
+            Patch(color="#d08a2a", label="peer methods (label hint)"),
+            Patch(color="#2a6fb0", alpha=0.45, label="ours, seed point (innermost pixel)"),
+            Line2D([], [], color="k", marker="D", ls="", ms=4.5, label="paper, Table 1"),
+        ],
+        fontsize=7,
+        loc="lower right",
+    )
     ax.set_title("Retina GA, Dice per method: ours vs the CUTS paper", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -1,12 +1,14 @@
-"""Shared fixtures: the paper's retina data (../shared/data/retina), deterministic torch, small thread counts."""
+"""Shared fixtures: the paper's retina data (../shared/data/retina), a fixed numpy seed, one torch thread."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +43,13 @@ def retina_pairs(retina_dir: Path) -> list[tuple[Path, Path]]:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> Iterator[None]:
+    """One torch thread per test: results do not depend on the machine's core count, and tests sharing a
+    small CI machine do not oversubscribe it."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

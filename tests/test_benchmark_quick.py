@@ -23,15 +23,25 @@ def test_quick_benchmark_ranking(retina_dir: Path, tmp_path: Path) -> None:
         sys.path.remove(str(REPO / "benchmarks"))
     out = tmp_path / "quick.json"
     code = retina_table1.main(
-        ["--quick", "--threads", "2", "--data", str(retina_dir), "--cache", str(tmp_path / "cache"),
-         "--json", str(out)]
+        ["--quick", "--threads", "2", "--data", str(retina_dir), "--cache", str(tmp_path / "cache"), "--json", str(out)]
     )
     summary = json.loads(out.read_text())
     dice = {key: m["hint"]["dice"]["mean"] for key, m in summary["methods"].items()}
     assert len(summary["images"]) == 16 and summary["seeds"] == [0]
     # every method of the table ran and produced a Dice in [0, 1]
-    for key in ("random", "watershed", "felzenszwalb", "felzenszwalb_default", "slic", "pixel_kmeans",
-                "pixel_persistent", "pixel_best", "cuts_spectral", "cuts_persistent", "cuts_best"):
+    for key in (
+        "random",
+        "watershed",
+        "felzenszwalb",
+        "felzenszwalb_default",
+        "slic",
+        "pixel_kmeans",
+        "pixel_persistent",
+        "pixel_best",
+        "cuts_spectral",
+        "cuts_persistent",
+        "cuts_best",
+    ):
         assert 0.0 <= dice[key] <= 1.0, key
     ours = dice["cuts_persistent"]
     for key in ("slic", "watershed", "felzenszwalb", "felzenszwalb_default", "random"):

@@ -13,8 +13,8 @@ import slicerio
 
 from CUTSSegmentationLib.cli import main
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
-from CUTSSegmentationLib.io.writing import write_png
 from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d, synthetic_phantom_3d
+from CUTSSegmentationLib.io.writing import write_png
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +54,32 @@ def test_binarize_seed_and_levels(segmented: Path, tmp_path: Path) -> None:
     h = Hierarchy.load(segmented / "hierarchy.npz")
     coarsest = h.levels[-1]
     mask_path = tmp_path / "mask.nrrd"
-    assert main(["binarize", str(segmented / "hierarchy.npz"), "--seed", "10,20", "--level", "-1",
-                 "--out", str(mask_path)]) == 0
+    assert (
+        main(
+            ["binarize", str(segmented / "hierarchy.npz"), "--seed", "10,20", "--level", "-1", "--out", str(mask_path)]
+        )
+        == 0
+    )
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))).reshape(64, 64)
     assert mask.dtype == np.uint8
     assert np.array_equal(mask.astype(bool), coarsest == coarsest[20, 10])
     # RAS seed: for a PNG (identity geometry) RAS = (-x, -y, 0)
     ras_path = tmp_path / "ras.nrrd"
-    assert main(["binarize", str(segmented / "hierarchy.npz"), "--seed-ras", "-10,-20,0", "--level", "-1",
-                 "--out", str(ras_path)]) == 0
+    assert (
+        main(
+            [
+                "binarize",
+                str(segmented / "hierarchy.npz"),
+                "--seed-ras",
+                "-10,-20,0",
+                "--level",
+                "-1",
+                "--out",
+                str(ras_path),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(ras_path))).reshape(64, 64), mask)
 
 

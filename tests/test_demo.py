@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import slicerio
 
-from CUTSSegmentationLib.demo import demo_retina_image, run_demo
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.demo import demo_retina_image, run_demo
 
 
 def test_bundled_retina_is_an_rgb_uint8_image() -> None:

@@ -1,37 +1,6 @@
 """Diffusion condensation (CUTS paper eq. 1-4) without ever forming an N x N matrix over pixels.
 
-The paper condenses all N = H x W pixel embeddings: Gaussian affinities K = exp(-|x_m - x_n|^2 / eps),
-the diffusion operator P = D^-1 K, and X <- P X repeated; points that come closer than a merge threshold
-merge, the bandwidth eps grows while nothing merges, and the levels kept are those where the number of
-clusters settles. Its authors run it through Multiscale PHATE, which needs ~174 s and ~10 GB for one
-128 x 128 image, because every step touches all-pairs structures over the pixels.
-
-We keep that process and its meaning, but run it on a few thousand *weighted atoms*:
-
-1. Pre-aggregation. Pixels whose embeddings are nearly identical would merge in the very first steps of
-   the full process anyway. A seeded k-means (in a PCA projection of the embeddings, chunked, on CPU or
-   GPU) groups the N pixels into M <= `n_atoms` atoms; an atom is its members' mean with weight = count.
-2. The space condensation runs in. The authors' official implementation (Multiscale PHATE) does not
-   condense the raw embeddings but their PHATE *diffusion potential*: an adaptive alpha-decay kNN kernel,
-   the diffusion operator raised to a power t, and -log of it. We compute that potential over the weighted
-   atoms (an atom of weight w is w coincident points, so P_ij is proportional to K_ij * w_j) and condense in
-   its top principal components (`space="potential"`, the default); `space="embedding"` condenses the
-   embeddings' PCA projection directly. On the retina images the potential gives clearly better levels
-   (docs/benchmarks.md).
-3. Exact weighted condensation over the atoms. An atom of weight w stands for w coincident points, so the
-   full operator restricted to atoms is K_ij * w_j / sum_j K_ij * w_j. After each diffusion step, atoms
-   closer than the merge threshold merge (union-find over the pairs; weighted mean position, summed weight,
-   and the id of the heaviest member, so a structure keeps its id from level to level). eps grows by
-   `bandwidth_growth` at every diffusion step, as in Multiscale PHATE, until one cluster is left.
-4. Levels. The cluster count is non-increasing; a *plateau* is a run of diffusion steps that leaves it
-   unchanged, and its length (in steps, i.e. in log-bandwidth) is how long that granularity survives a
-   growing kernel. The kept levels are the plateaus where the count settles (length >= `min_plateau`)
-   with 2 .. `max_clusters` clusters, at most `max_levels` of them (the longest), finest first.
-
-The merge tree (cluster id of every atom after every merge event) is returned in full, so any step can be
-rebuilt later as `merge_tree[t][atom_labels]` without recomputation. Memory is O(N * pca_dim) for the
-projection plus O(M^2) for the atom kernel; for volumes all slices are condensed jointly, so a label
-means the same structure in every slice.
+The design, its sources and the choices made: docs/architecture.md, section `condense/condensation.py`.
 """
 
 from __future__ import annotations

@@ -1,16 +1,6 @@
 """The multigranular result of CUTS: nested label maps, the merge tree behind them, and the persistent map.
 
-A `Hierarchy` is what condensation produces and what everything downstream reads (the granularity slider,
-persistent structures, seed binarisation, the Slicer bridge, `hierarchy.npz`). It stores:
-
-- `levels` (L, *shape) uint16, finest first, coarsest last: the condensation steps where the cluster count
-  settled. Label values are cluster ids + 1 (0 is never used in a level; it means "unlabelled" in the
-  persistent map). A cluster keeps the id of one of its atoms when it merges, so an id means the same
-  structure in every level where it appears (persistent structures rely on this).
-- `atom_map` (*shape): which condensation atom each pixel belongs to, and `merge_tree` (T, M): the cluster id
-  of every atom after every condensation step. `merge_tree[t][atom_map]` rebuilds the label map of any step,
-  so nothing needs recomputing to look at a step that is not a kept level.
-- `persistent` (*shape) uint16: the single persistent-structures map (0 where no structure is painted).
+The design, its sources and the choices made: docs/architecture.md, section `condense/hierarchy.py`.
 """
 
 from __future__ import annotations
@@ -26,13 +16,50 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.imagedata import Geometry
+from ..core.label_dtypes import smallest_uint
 
 HIERARCHY_FORMAT = "cuts-hierarchy/1"
+#: The level name of the persistent-structures map.
+PERSISTENT = "persistent"
+#: A kept level's index (negative counts from the coarsest) or `PERSISTENT`.
+LevelSpec = Union[int, str]
 
 
-def smallest_uint(max_value: int) -> np.dtype:
-    """uint16 while labels fit, uint32 beyond: label maps are never stored wider than needed."""
-    return np.dtype(np.uint16) if max_value <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
+def parse_level(value: Union[None, int, str], name: str = "level") -> LevelSpec:
+    """A level as users write it: ``"persistent"`` (or None) or an integer index, as text or a number.
+
+    Parameters
+    ----------
+    value : None, int or str
+        What the user gave.
+    name : str
+        How the user gave it (``"--level"`` on the command line), for the error message.
+
+    Returns
+    -------
+    int or "persistent"
+
+    Raises
+    ------
+    InputError
+        For anything else, in one line.
+
+    Examples
+    --------
+    >>> parse_level("3"), parse_level(None), parse_level(" Persistent ")
+    (3, 'persistent', 'persistent')
+    """
+    if value is None:
+        return PERSISTENT
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    text = str(value).strip().lower()
+    if text == PERSISTENT:
+        return PERSISTENT
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{name} must be an integer level index or 'persistent', got '{value}'") from None
 
 
 @dataclass
@@ -68,6 +95,42 @@ class Hierarchy:
 
     def level(self, index: int) -> np.ndarray:
         """Label map of kept level `index` (0 = finest). Negative indices count from the coarsest."""
+        return self.levels[index]
+
+    def label_map(self, level: Union[None, int, str] = PERSISTENT, name: str = "level") -> np.ndarray:
+        """The label map of `level` (see `parse_level`): a kept level or the persistent map, range-checked.
+
+        Parameters
+        ----------
+        level : None, int or str
+            Level index (0 = finest, negative from the coarsest) or ``"persistent"``.
+        name : str
+            How the user gave the level, for error messages.
+
+        Returns
+        -------
+        numpy.ndarray
+            The stored label map (not a copy).
+
+        Raises
+        ------
+        InputError
+            Unreadable or out-of-range level, or no persistent map in this hierarchy.
+
+        Examples
+        --------
+        >>> h = Hierarchy.load("hierarchy.npz")  # doctest: +SKIP
+        >>> h.label_map("persistent").shape == h.shape  # doctest: +SKIP
+        True
+        """
+        spec = parse_level(level, name)
+        if spec == PERSISTENT:
+            if self.persistent is None:
+                raise InputError(f"this hierarchy has no persistent-structures map; choose {name} K instead")
+            return self.persistent
+        index = int(spec)
+        if not -self.n_levels <= index < self.n_levels:
+            raise InputError(f"{name} {index} is out of range: this hierarchy has levels 0..{self.n_levels - 1}")
         return self.levels[index]
 
     def step_map(self, step: int) -> np.ndarray:

@@ -1,39 +1,6 @@
 """Persistent structures (paper section 3.2.2): one label map from the whole hierarchy.
 
-The rule is the one the authors' code implements (shared/docs/reference.md, "Persistent structures"):
-
-1. min area = `min_area_fraction` (1%) of the image's pixels/voxels;
-2. for every label id found in the levels: persistence = number of levels in which the id appears (any
-   area > 0; the levels need not be consecutive), best level = the level where its area is largest,
-   area = its area there;
-3. ids with area < min area, or persistence < 2, are dropped;
-4. the rest are painted, each with its region at its own best level, in the order of (-area, -persistence):
-   big structures first, so smaller persistent ones are painted later and end on top. Pixels no kept id
-   covers stay 0.
-
-Label ids keep their identity across levels (a merge keeps one member's id), which is what makes "the same id
-in several levels" meaningful.
-
-Choices where the rule is ambiguous (all as the authors' code behaves, except the last):
-- ties for the best level: the finest (lowest-index) level among those where the area is largest;
-- ties in (area, persistence) when painting: ascending id order, so the larger id is painted later (on top);
-- area threshold: `area < min_area_fraction * n_pixels` is dropped (the boundary value is kept);
-- label 0 means "no label" here and is never counted or painted (the authors' cluster ids start at 0 and
-  their 0 competes like any label; ours are cluster id + 1, so 0 never occurs in a level);
-- all levels given are used. The authors' loop runs over `range(B - 1)` and so ignores the coarsest level
-  (an off-by-one); `skip_coarsest=True` reproduces that.
-
-Which levels go in (`persistent_level_indices`, used by the pipeline): the levels with at most
-`PERSISTENT_MAX_CLUSTERS` (24) clusters, not the whole hierarchy. Why: the rule paints every id whose
-largest extent covers 1% of the image, smallest on top, so the finest levels decide the map. Our hierarchy
-starts at up to 64 clusters (a fine end for the granularity slider), much finer than the levels the authors'
-Multiscale PHATE selection produces, and the map then splits structures into their fine parts. Label-hint
-Dice of the persistent map on the 56 retina images (encoders of training seeds 0 and 1; labels used only to
-score), for the levels with at most 12 / 16 / 20 / 24 / 28 / 32 / 40 / 64 (all) clusters:
-0.634 / 0.637 / 0.671 / 0.677 / 0.677 / 0.668 / 0.656 / 0.603 (seed 0) and
-0.616 / 0.624 / 0.666 / 0.680 / 0.690 / 0.686 / 0.667 / 0.601 (seed 1). 24 sits inside the broad plateau
-(20-40); a first look at 20 of the images had suggested 16, at the plateau's edge. The cap was chosen on
-these images, so docs/benchmarks.md says so; the slider still shows every level.
+The design, its sources and the choices made: docs/architecture.md, section `condense/persistence.py`.
 """
 
 from __future__ import annotations
@@ -41,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import InputError
-from .hierarchy import smallest_uint
+from ..core.label_dtypes import smallest_uint
 
 #: Levels with more clusters than this do not enter the persistent map (see the module docstring).
 PERSISTENT_MAX_CLUSTERS = 24

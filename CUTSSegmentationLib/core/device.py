@@ -21,7 +21,7 @@ def _mps_available() -> bool:
 
 
 def resolve_device(name: DeviceLike = "auto") -> torch.device:
-    """"auto" | "cpu" | "cuda" | "cuda:N" | "mps" (or a torch.device) -> a usable `torch.device`.
+    """ "auto" | "cpu" | "cuda" | "cuda:N" | "mps" (or a torch.device) -> a usable `torch.device`.
 
     "auto" (or None) picks CUDA if available, else MPS if available, else the CPU. An explicit "cuda"/"mps"
     that this machine cannot provide raises `CUTSError` with a hint instead of failing later inside torch.

@@ -1,19 +1,6 @@
 """Evaluation metrics for binary segmentations, as the CUTS paper reports them (Table 1).
 
-Every metric takes two masks of the same shape, 2D `(Y, X)` or 3D `(Z, Y, X)`; any nonzero value is foreground
-(bool, {0, 1} or {0, 255} masks all mean the same). `pred` is the segmentation under test, `truth` the expert
-mask. The conventions follow the authors' evaluation code:
-
-- `dice`: 2|P & T| / (|P| + |T|); two empty masks agree perfectly (1.0), one empty mask gives 0.0.
-- `hausdorff`: the symmetric Hausdorff distance between the foreground voxel sets, exactly what
-  `skimage.metrics.hausdorff_distance` returns (pixels) or the same in millimetres when `spacing` is given.
-  When either mask is empty (both included) it is the image diagonal, as the authors do.
-- `ssim`: `skimage.metrics.structural_similarity` on the masks as float, `data_range=1`, default 7-wide window.
-- `rmse`: root of the mean squared difference of the {0, 1} masks.
-- `ergas`: ERGAS exactly as sewar 0.4.5 computes it (ws=8, r=4); see `ergas` for what that means.
-
-3D masks are handled natively except ERGAS, which is a 2D image metric: it is computed per axial slice (Z) and
-averaged (see `ergas`).
+The design, its sources and the choices made: docs/architecture.md, section `evaluate/metrics.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +9,9 @@ import math
 from typing import Optional, Sequence
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage as ndi
+from skimage.metrics import structural_similarity
 
 from ..core.errors import InputError
 
@@ -76,19 +65,12 @@ def _squared_distance_to(mask: np.ndarray, sampling: tuple[float, ...]) -> np.nd
     squeezed = mask.reshape([mask.shape[i] for i in keep])
     samp = tuple(sampling[i] for i in keep)
     if squeezed.ndim in (2, 3) and squeezed.size >= _SITK_MIN_VOXELS:
-        try:
-            import SimpleITK as sitk
-        except ImportError:  # pragma: no cover - SimpleITK is a dependency of the engine
-            sitk = None
-        if sitk is not None:
-            image = sitk.GetImageFromArray(squeezed.astype(np.uint8))
-            image.SetSpacing(tuple(reversed(samp)))
-            dist = sitk.SignedMaurerDistanceMap(
-                image, insideIsPositive=False, squaredDistance=True, useImageSpacing=True
-            )
-            out = sitk.GetArrayFromImage(dist).astype(np.float64)
-            np.maximum(out, 0.0, out=out)  # inside the mask: negative (distance to its contour) -> 0
-            return out.reshape(mask.shape)
+        image = sitk.GetImageFromArray(squeezed.astype(np.uint8))
+        image.SetSpacing(tuple(reversed(samp)))
+        dist = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=True, useImageSpacing=True)
+        out = sitk.GetArrayFromImage(dist).astype(np.float64)
+        np.maximum(out, 0.0, out=out)  # inside the mask: negative (distance to its contour) -> 0
+        return out.reshape(mask.shape)
     if squeezed.ndim == 0:
         return np.zeros(mask.shape)
     dist = ndi.distance_transform_edt(~squeezed, sampling=samp)
@@ -141,8 +123,6 @@ def ssim(pred: np.ndarray, truth: np.ndarray) -> float:
     `skimage.metrics.structural_similarity(truth, pred, data_range=1)` with its default 7-wide uniform window
     (2D or 3D). Axes of length 1 are dropped first; if a remaining axis is shorter than 7 the window shrinks to
     the largest odd size that fits (the authors' rule)."""
-    from skimage.metrics import structural_similarity
-
     p, t = _pair(pred, truth)
     keep = tuple(n for n in p.shape if n > 1)
     if len(keep) < 2:
@@ -194,9 +174,7 @@ def ergas(pred: np.ndarray, truth: np.ndarray, ratio: float = 4.0, window: int =
     return float(np.mean(100.0 * ratio * ratio_map[:, s:-s, s:-s]))
 
 
-def evaluate_binary(
-    pred: np.ndarray, truth: np.ndarray, spacing: Optional[Sequence[float]] = None
-) -> dict[str, float]:
+def evaluate_binary(pred: np.ndarray, truth: np.ndarray, spacing: Optional[Sequence[float]] = None) -> dict[str, float]:
     """All of the paper's metrics at once: dice, hausdorff (pixels), ssim, ergas, rmse; plus hausdorff_mm
     when `spacing` (x, y[, z] in mm) is given."""
     p, t = _pair(pred, truth)

@@ -162,7 +162,11 @@ def _labels_3d(shape: Sequence[int], spacing: Sequence[float], rng: np.random.Ge
     labels[_ellipsoid(grid, (0, 0, 0), brain)] = 3
     vent = [0.30 * brain[0], 0.32 * brain[1], 0.10 * brain[2]]
     for side in (-1.0, 1.0):
-        centre = (_jitter(rng, 0.0, 0.05 * brain[0]), _jitter(rng, -0.05 * brain[1], 0.04 * brain[1]), side * 0.2 * brain[2])
+        centre = (
+            _jitter(rng, 0.0, 0.05 * brain[0]),
+            _jitter(rng, -0.05 * brain[1], 0.04 * brain[1]),
+            side * 0.2 * brain[2],
+        )
         labels[_ellipsoid(grid, centre, vent)] = 4
     radius = 0.2 * min(brain[1], brain[2])
     side = 1.0 if rng.uniform() < 0.5 else -1.0

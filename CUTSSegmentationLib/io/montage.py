@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from ..condense.hierarchy import Hierarchy
+from .writing import write_png
 
 _GOLDEN = 0.618033988749895
 
@@ -70,7 +72,6 @@ def hierarchy_montage(
     `image` is the input as (Z, Y, X, C) or (Y, X, C); for volumes the middle slice is shown unless
     `slice_index` is given.
     """
-    from PIL import Image, ImageDraw
 
     def pick(labels: np.ndarray) -> np.ndarray:
         if hierarchy.is_2d:
@@ -106,6 +107,4 @@ def hierarchy_montage(
 
 
 def save_montage(hierarchy: Hierarchy, path: Union[str, Path], image: Optional[np.ndarray] = None) -> Path:
-    from .writing import write_png
-
     return write_png(hierarchy_montage(hierarchy, image), path)

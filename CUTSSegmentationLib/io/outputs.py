@@ -20,7 +20,9 @@ def write_segmentation_outputs(hierarchy, image, folder: Path) -> list[Path]:
     present = [int(v) for v in np.unique(persistent) if v != 0]
     names = {v: f"Structure {v}" for v in present}
     written.append(
-        write_seg_nrrd(persistent, hierarchy.geometry, folder / "segmentation.seg.nrrd", names=names, is_2d=hierarchy.is_2d)
+        write_seg_nrrd(
+            persistent, hierarchy.geometry, folder / "segmentation.seg.nrrd", names=names, is_2d=hierarchy.is_2d
+        )
     )
     written.append(save_montage(hierarchy, folder / "levels.png", image=image.array))
     return written

@@ -14,10 +14,19 @@ from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from PIL import Image
 
 from ..core.errors import InputError
 from ..core.imagedata import Geometry, ImageData
-from .formats import ARRAY_EXTENSIONS, MAX_COMPONENTS, RASTER_EXTENSIONS, SUPPORTED_EXTENSIONS, PathLike, file_extension, supported_list
+from .formats import (
+    ARRAY_EXTENSIONS,
+    MAX_COMPONENTS,
+    RASTER_EXTENSIONS,
+    SUPPORTED_EXTENSIONS,
+    PathLike,
+    file_extension,
+    supported_list,
+)
 from .memory import check_fits_in_memory
 from .validation import validate_image
 
@@ -140,7 +149,7 @@ def _check_nifti_complete(path: Path) -> None:
     """ITK's NIfTI reader zero-fills a truncated file without complaint; check the length ourselves."""
     compressed = file_extension(path) == ".nii.gz"
     try:
-        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as stream:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as stream:
             expected = _nifti_expected_bytes(stream.read(540))
         if expected is None:
             return
@@ -166,7 +175,7 @@ def _check_bmp_complete(path: Path) -> None:
         header = stream.read(54)
     if len(header) < 54 or header[:2] != b"BM":
         return
-    offset, = struct.unpack("<I", header[10:14])
+    (offset,) = struct.unpack("<I", header[10:14])
     width, height = struct.unpack("<ii", header[18:26])
     bits, compression = struct.unpack("<HI", header[28:34])
     if compression != 0:
@@ -251,10 +260,6 @@ def _read_with_itk(path: Path) -> ImageData:
 def _read_with_pillow(path: Path) -> ImageData:
     """Fallback for raster modes ITK refuses (grey+alpha, CMYK, palette quirks): Pillow converts them."""
     try:
-        from PIL import Image
-    except ImportError as error:  # pragma: no cover - Pillow ships with scikit-image
-        raise _unreadable(path, error) from None
-    try:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBa", "La"):
@@ -317,8 +322,30 @@ def read_image(path: PathLike) -> ImageData:
 
     2D rasters give `is_2d=True` with the geometry the file carries (spacing 1 when none); volumes keep
     spacing, origin and direction exactly as SimpleITK reads them (LPS); a volume with one slice is
-    `is_2d=True` and keeps its geometry. Alpha channels are dropped, palettes expanded. Any problem is
-    one `InputError` (or `ResourceError` for too large) line naming the file.
+    `is_2d=True` and keeps its geometry. Alpha channels are dropped, palettes expanded.
+
+    Parameters
+    ----------
+    path : str or Path
+        PNG, JPG, BMP, TIF, NIfTI, NRRD, MHA/MHD or ``.npy`` file.
+
+    Returns
+    -------
+    ImageData
+        Validated pixels (`validate_image`) and geometry.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, unsupported or unsegmentable file, in one line naming it.
+    ResourceError
+        The job on this image would not fit in memory (checked before the pixels are read).
+
+    Examples
+    --------
+    >>> image = read_image("retina.png")  # doctest: +SKIP
+    >>> image.array.shape, image.is_2d  # doctest: +SKIP
+    ((1, 128, 128, 3), True)
     """
     path = Path(path)
     _check_is_file(path)
@@ -332,7 +359,6 @@ def read_image(path: PathLike) -> ImageData:
     else:
         image = _read_with_itk(path)
     return validate_image(image)
-
 
 
 def read_label_mask(path: PathLike) -> np.ndarray:

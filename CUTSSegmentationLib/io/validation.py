@@ -26,7 +26,9 @@ def _check_spatial_dims(array: np.ndarray, name: str) -> None:
     z, y, x, _ = array.shape
     extents = [s for s in (z, y, x) if s > 1]
     if len(extents) < 2:
-        raise InputError(f"{name}: image is 1D or a single pixel (Z, Y, X = {z}, {y}, {x}); a 2D image or 3D volume is needed")
+        raise InputError(
+            f"{name}: image is 1D or a single pixel (Z, Y, X = {z}, {y}, {x}); a 2D image or 3D volume is needed"
+        )
 
 
 def _check_channels(array: np.ndarray, name: str) -> None:
@@ -64,6 +66,29 @@ def validate_image(image: ImageData) -> ImageData:
 
     Runs on any `ImageData` (files, Slicer volumes, synthetic data) so every entry point refuses the same
     inputs with the same words: empty, 1D, too many channels, NaN/Inf values, constant, bad geometry.
+
+    Parameters
+    ----------
+    image : ImageData
+        The image to check.
+
+    Returns
+    -------
+    ImageData
+        `image` itself.
+
+    Raises
+    ------
+    InputError
+        The first problem found, in one line naming the image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> validate_image(ImageData(np.zeros((1, 8, 8, 1), np.float32), source="blank.png"))
+    Traceback (most recent call last):
+    ...
+    CUTSSegmentationLib.core.errors.InputError: blank.png: image is constant (every pixel is 0): nothing to segment
     """
     array, name = image.array, _name_of(image)
     _check_not_empty(array, name)

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..core.imagedata import Geometry
+from ..core.label_dtypes import label_dtype
 from .formats import LABEL_EXTENSIONS, PathLike, file_extension
 
 
@@ -38,21 +39,6 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
-
-
-def _label_dtype(labels: np.ndarray) -> np.dtype:
-    """Keep uint8/uint16/uint32; other integer or bool maps become the smallest unsigned type that fits."""
-    if labels.dtype in (np.uint8, np.uint16, np.uint32):
-        return labels.dtype
-    if labels.dtype.kind not in "biu":
-        raise ValueError(f"label maps must be integer or bool, got {labels.dtype}")
-    if labels.size and labels.min() < 0:
-        raise ValueError("label maps cannot hold negative values")
-    top = int(labels.max()) if labels.size else 0
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if top <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    raise ValueError(f"label value {top} does not fit in uint32")
 
 
 def labels_as_volume(labels: np.ndarray, is_2d: bool) -> np.ndarray:
@@ -83,13 +69,35 @@ def write_label_image(labels: np.ndarray, geometry: Geometry, path: PathLike, is
 
     Volumes are written as 3D images (a 2D map as one slice) so origin, spacing and direction equal the
     input's and the result overlays it in Slicer; `.png` has no geometry and takes 2D maps only.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer or bool map, (Y, X) for 2D or (Z, Y, X).
+    geometry : Geometry
+        The input image's geometry.
+    path : str or Path
+        Target file; the extension picks the format.
+    is_2d : bool
+        Whether `labels` belongs to a 2D image.
+
+    Returns
+    -------
+    Path
+        `path`, now holding the label map.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> write_label_image(np.eye(4, dtype=np.uint8), Geometry(), "mask.nrrd", is_2d=True)  # doctest: +SKIP
+    PosixPath('mask.nrrd')
     """
     path = Path(path)
     extension = file_extension(path)
     if extension not in LABEL_EXTENSIONS:
         raise ValueError(f"cannot write a label map as '{extension}' (use one of {', '.join(LABEL_EXTENSIONS)})")
     volume = labels_as_volume(labels, is_2d)
-    volume = volume.astype(_label_dtype(volume), copy=False)
+    volume = volume.astype(label_dtype(volume, keep_unsigned=True), copy=False)
     if extension == ".png":
         if volume.shape[0] != 1 or volume.dtype == np.uint32:
             raise ValueError("PNG label maps must be 2D with values below 65536")

@@ -11,9 +11,9 @@ from typing import Union
 import numpy as np
 import torch
 
-from ..condense.hierarchy import smallest_uint
 from ..core.errors import InputError
 from ..core.imagedata import ImageData
+from ..core.label_dtypes import smallest_uint
 from .embedding import iter_slice_embeddings
 
 
@@ -29,6 +29,6 @@ def cluster_head_map(model, image: ImageData, device: Union[str, torch.device] =
     bias = head.conv.bias.detach().to("cpu", torch.float32).numpy()
     n_z, h, w, _ = image.array.shape
     out = np.empty((n_z, h * w), dtype=smallest_uint(head.n_clusters))
-    for z, emb in iter_slice_embeddings(model, image, device=device, dtype=np.float32, l2_normalise=False):
+    for z, emb in iter_slice_embeddings(model, image, device=device, dtype=np.float32, l2_normalize=False):
         out[z] = (emb @ weight.T + bias).argmax(axis=1) + 1
     return out.reshape(image.spatial_shape)

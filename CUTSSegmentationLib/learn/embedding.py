@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from ..core.device import is_accelerator, resolve_device
-from .encoder import RECEPTIVE_RADIUS
 from ..core.errors import ResourceError
 from ..core.imagedata import ImageData
-from .modelfile import TrainedModel, check_compatible
-from .normalization import apply_normalisation, params_for_inference
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from ..io.memory import available_memory_bytes
+from .encoder import RECEPTIVE_RADIUS
+from .modelfile import TrainedModel, check_compatible
+from .normalization import apply_normalization, params_for_inference
 
 #: Pixels per encoder forward pass (peak activation memory is about 1.5 KB per pixel).
 CPU_PIXEL_BUDGET = 1 << 18
@@ -36,7 +37,7 @@ def _pixel_budget(device: torch.device) -> int:
     return GPU_PIXEL_BUDGET if is_accelerator(device) else CPU_PIXEL_BUDGET
 
 
-def _model_normalisation(model: TrainedModel) -> dict:
+def _model_normalization(model: TrainedModel) -> dict:
     entry = model.card.get("normalisation")
     if isinstance(entry, dict):
         return entry
@@ -73,7 +74,7 @@ def iter_slice_embeddings(
     dtype: np.dtype = np.float16,
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
-    l2_normalise: bool = False,
+    l2_normalize: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(z, embeddings)`` for every slice z of `image`, embeddings (Y*X, D) in raster (y, x) order.
 
@@ -86,7 +87,7 @@ def iter_slice_embeddings(
     encoder.eval()
     memory_format = torch.channels_last
     encoder.to(device=dev, memory_format=memory_format)
-    entry = _model_normalisation(model)
+    entry = _model_normalization(model)
     mode = entry.get("mode", "percentile")
     params = params_for_inference(entry, image)
     n_z, h, w, _ = image.array.shape
@@ -100,11 +101,11 @@ def iter_slice_embeddings(
         for z0 in range(0, n_z, batch_slices):
             check_cancel(cancel)
             z1 = min(n_z, z0 + batch_slices)
-            arr = apply_normalisation(image.array[z0:z1], mode, params)  # (b, Y, X, C)
+            arr = apply_normalization(image.array[z0:z1], mode, params)  # (b, Y, X, C)
             x = torch.from_numpy(np.ascontiguousarray(arr)).to(dev).permute(0, 3, 1, 2)
             x = x.contiguous(memory_format=memory_format)
             emb = _embed_batch(encoder, x, budget)  # (b, D, Y, X)
-            if l2_normalise:
+            if l2_normalize:
                 emb = F.normalize(emb, dim=1)
             emb = emb.permute(0, 2, 3, 1).to(out_dtype).cpu().numpy()  # (b, Y, X, D)
             if emb.dtype != np.dtype(dtype):
@@ -114,34 +115,54 @@ def iter_slice_embeddings(
             progress("embed", z1 / n_z, f"slice {z1}/{n_z}")
 
 
-def _available_memory() -> Optional[int]:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def compute_embeddings(
     model: TrainedModel,
     image: ImageData,
     device: Union[str, torch.device] = "auto",
     batch_slices: Optional[int] = None,
-    l2_normalise: bool = True,
+    l2_normalize: bool = True,
     dtype: np.dtype = np.float32,
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
 ) -> np.ndarray:
-    """All pixels' embeddings, (N, D) with N = Z*Y*X in (Z, Y, X) raster order; L2-normalised by default.
+    """All pixels' embeddings, (N, D) with N = Z*Y*X in (Z, Y, X) raster order; L2-normalized by default.
 
-    Raises `ResourceError` before allocating when the result would not fit in the available memory.
+    Parameters
+    ----------
+    model : TrainedModel
+        A trained encoder with its card (normalization).
+    image : ImageData
+        The image to embed, with the model's channel count.
+    device : str or torch.device
+        Where the encoder runs ("auto": CUDA, then MPS, then CPU).
+    batch_slices : int, optional
+        Slices per encoder call (default: sized for the device).
+    l2_normalize : bool
+        Unit-length rows, as condensation expects.
+    dtype : numpy.dtype
+        Type of the returned array.
+    progress, cancel
+        Progress callback and cancel token.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, D) embeddings.
+
+    Raises
+    ------
+    ResourceError
+        Before allocating, when the result would not fit in the available memory.
+
+    Examples
+    --------
+    >>> embeddings = compute_embeddings(model, image, device="cpu")  # doctest: +SKIP
+    >>> embeddings.shape == (image.n_pixels, model.embed_dim)  # doctest: +SKIP
+    True
     """
     n, d = image.n_pixels, model.embed_dim
     need = n * d * np.dtype(dtype).itemsize
-    avail = _available_memory()
+    avail = available_memory_bytes()
     if avail is not None and need > avail:
         raise ResourceError(
             f"embeddings of {n} pixels x {d} would need {need / 2**30:.1f} GiB but only {avail / 2**30:.1f} GiB "
@@ -150,7 +171,7 @@ def compute_embeddings(
     out = np.empty((n, d), dtype=dtype)
     per_slice = n // image.array.shape[0]
     for z, emb in iter_slice_embeddings(
-        model, image, device, batch_slices, dtype=dtype, progress=progress, cancel=cancel, l2_normalise=l2_normalise
+        model, image, device, batch_slices, dtype=dtype, progress=progress, cancel=cancel, l2_normalize=l2_normalize
     ):
         out[z * per_slice : (z + 1) * per_slice] = emb
     return out

@@ -1,21 +1,6 @@
 """Trained models on disk: weights in safetensors, a JSON "model card" describing how they were made.
 
-Layout (one model = two files with the same stem):
-
-- ``MODEL.safetensors``: the encoder's weights and BatchNorm running statistics (tensors only), plus the
-  card in the safetensors header metadata (``format`` tag, ``format_version``, ``card`` as JSON text).
-  **This file alone is authoritative**: it is replaced atomically in one step, so a checkpoint interrupted
-  mid-save (Ctrl-C, power cut) leaves the previous complete model, never weights and a card out of step.
-- ``MODEL.json``: a copy of the card for people and for the Slicer module to show without reading weights.
-  It is written (also atomically) after the weights; `load_model` never needs it.
-
-A model trained with a peer objective (``card["objective"]["name"]`` is not ``"cuts"``) also has a cluster
-head (`methods.common.ClusterHead`, ``card["cluster_head"] = {"n_clusters": K}``); its weights are stored in the
-same safetensors file under the ``cluster_head.`` prefix, beside the encoder's.
-
-Loading never executes code: only safetensors is read (no pickle, no ``torch.load``). A missing, truncated,
-corrupt or foreign file (a safetensors file without our format tag, a text file, ...) raises
-`ModelFileError` with one line saying what is wrong.
+The design, its sources and the choices made: docs/architecture.md, section `learn/modelfile.py`.
 """
 
 from __future__ import annotations
@@ -28,9 +13,13 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
+from ..core.device import resolve_device
 from ..core.errors import ModelFileError
 from ..core.imagedata import ImageData
+from .encoder import ClusterHead, CUTSEncoder
 
 FORMAT_TAG = "cuts-segmentation-model"
 FORMAT_VERSION = 1
@@ -99,9 +88,25 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save_model(model: TrainedModel, path: PathLike) -> Path:
-    """Write MODEL.safetensors (weights + card metadata) then MODEL.json (card copy), each atomically."""
-    from safetensors.torch import save as st_save
+    """Write MODEL.safetensors (weights + card metadata) then MODEL.json (card copy), each atomically.
 
+    Parameters
+    ----------
+    model : TrainedModel
+        Encoder, card and optional cluster head.
+    path : str or Path
+        ``MODEL.safetensors``; the card goes to ``MODEL.json`` beside it.
+
+    Returns
+    -------
+    Path
+        The ``.safetensors`` file written (the card is beside it).
+
+    Examples
+    --------
+    >>> save_model(model, "retina.safetensors")  # doctest: +SKIP
+    PosixPath('retina.safetensors')
+    """
     path = Path(path)
     if card_path(path) == path:
         raise ModelFileError(f"model path {path.name} would collide with its JSON card; use a .safetensors name")
@@ -201,14 +206,30 @@ def _card_from_header(path: Path, header: dict[str, Any]) -> dict[str, Any]:
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> TrainedModel:
     """Read a model written by `save_model` (safetensors only, never pickle); `ModelFileError` on any problem.
 
-    Given the side ``.json`` card instead, the ``.safetensors`` file next to it is loaded. The encoder is put
-    on `device` in eval mode.
+    Given the side ``.json`` card instead, the ``.safetensors`` file next to it is loaded.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``MODEL.safetensors`` (or its ``MODEL.json`` card).
+    device : str or torch.device
+        Where the encoder is put, in eval mode.
+
+    Returns
+    -------
+    TrainedModel
+
+    Raises
+    ------
+    ModelFileError
+        Missing, corrupt, foreign or incompatible file, in one line.
+
+    Examples
+    --------
+    >>> model = load_model("retina.safetensors")  # doctest: +SKIP
+    >>> model.channels, model.embed_dim  # doctest: +SKIP
+    (3, 128)
     """
-    from safetensors.torch import load as st_load
-
-    from ..core.device import resolve_device
-    from .encoder import CUTSEncoder
-
     path = Path(path)
     if path.suffix.lower() == ".json" and path.with_suffix(".safetensors").is_file():
         path = path.with_suffix(".safetensors")  # the user picked the card: load the weights next to it
@@ -244,8 +265,6 @@ def _load_cluster_head(path: Path, card: dict[str, Any], tensors: dict[str, torc
         return None
     if entry is None or not tensors:
         raise ModelFileError(f"{path.name}: the cluster head's card entry and its weights do not match")
-    from .encoder import ClusterHead
-
     try:
         head = ClusterHead(int(card["embed_dim"]), int(entry["n_clusters"]))
         head.load_state_dict(tensors, strict=True)
@@ -271,4 +290,3 @@ def check_compatible(model: TrainedModel, image: ImageData) -> None:
     mode = entry.get("mode") if isinstance(entry, dict) else entry
     if mode is not None and mode not in ("uint8", "percentile"):
         raise ModelFileError(f"the model uses an unknown normalisation {mode!r}; update the extension")
-

@@ -1,20 +1,6 @@
 """Scaling image intensities to the encoder's input range [-1, 1].
 
-Two modes:
-
-- ``"uint8"``: ``x / 255 * 2 - 1``, exactly as the paper scales its 8-bit fundus photographs. Chosen when
-  the image came from an 8-bit file (``ImageData.source_dtype == "uint8"``: PNG, JPG, 8-bit TIFF).
-- ``"percentile"``: a robust rescale per volume and per channel, the 0.5th percentile -> -1 and the 99.5th
-  -> +1, values outside clipped. For CT, MRI and anything else with a wider or arbitrary intensity range.
-
-Where the percentiles come from (the choice, and why):
-  MRI intensities are in arbitrary units that change from scan to scan, so the percentiles are computed
-  **per image**, at training and again at inference (``params=None``): the same anatomy lands on the same
-  input range whatever the scanner gain. The model card still stores the percentiles seen in training
-  (``card["normalisation"]["params"]``: the median over the training images of each channel's low/high), so a
-  caller that wants one fixed scaling for every image (e.g. CT in Hounsfield units applied to a different
-  field of view) can pass them as ``params``; ``card["normalisation"]["per_image"]`` says which the model was
-  trained with, and `params_for_inference` follows it.
+The design, its sources and the choices made: docs/architecture.md, section `learn/normalization.py`.
 """
 
 from __future__ import annotations
@@ -33,14 +19,14 @@ HIGH_PERCENTILE = 99.5
 _PERCENTILE_SAMPLE = 4_000_000
 
 
-def choose_normalisation(image: ImageData) -> str:
-    """"uint8" for pixels stored as 8-bit (the paper's x/255*2-1), "percentile" for everything else."""
+def choose_normalization(image: ImageData) -> str:
+    """ "uint8" for pixels stored as 8-bit (the paper's x/255*2-1), "percentile" for everything else."""
     return "uint8" if (image.source_dtype or "").lower() == "uint8" else "percentile"
 
 
-def choose_normalisation_for(images: Sequence[ImageData]) -> str:
+def choose_normalization_for(images: Sequence[ImageData]) -> str:
     """One mode for a training set: "uint8" only if every image is 8-bit, else "percentile"."""
-    modes = {choose_normalisation(im) for im in images}
+    modes = {choose_normalization(im) for im in images}
     return "uint8" if modes == {"uint8"} else "percentile"
 
 
@@ -51,7 +37,7 @@ def _check_mode(mode: str) -> str:
 
 
 def compute_params(image: ImageData, mode: str) -> Optional[dict[str, list[float]]]:
-    """The numbers `normalise` needs for this image: None for "uint8", per-channel low/high for "percentile"."""
+    """The numbers `normalize` needs for this image: None for "uint8", per-channel low/high for "percentile"."""
     if _check_mode(mode) == "uint8":
         return None
     arr = image.array
@@ -62,11 +48,11 @@ def compute_params(image: ImageData, mode: str) -> Optional[dict[str, list[float
     low, high = np.percentile(flat, [LOW_PERCENTILE, HIGH_PERCENTILE], axis=0)
     if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
         name = image.source or "the image"
-        raise InputError(f"{name} contains NaN or infinite values; cannot normalise it")
+        raise InputError(f"{name} contains NaN or infinite values; cannot normalize it")
     return {"low": [float(v) for v in low], "high": [float(v) for v in high]}
 
 
-def apply_normalisation(array: np.ndarray, mode: str, params: Optional[dict[str, Any]]) -> np.ndarray:
+def apply_normalization(array: np.ndarray, mode: str, params: Optional[dict[str, Any]]) -> np.ndarray:
     """Scale any (..., C) array (a whole volume, a slice, a crop) with precomputed params; float32 out."""
     if _check_mode(mode) == "uint8":
         return (np.asarray(array, dtype=np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)).astype(
@@ -77,9 +63,7 @@ def apply_normalisation(array: np.ndarray, mode: str, params: Optional[dict[str,
     low = np.asarray(params["low"], dtype=np.float32)
     high = np.asarray(params["high"], dtype=np.float32)
     if low.shape[0] != array.shape[-1]:
-        raise InputError(
-            f"normalisation parameters are for {low.shape[0]} channel(s), the image has {array.shape[-1]}"
-        )
+        raise InputError(f"normalisation parameters are for {low.shape[0]} channel(s), the image has {array.shape[-1]}")
     span = high - low
     flat = span <= 1e-12 * np.maximum(1.0, np.abs(high))
     scale = np.where(flat, np.float32(0.0), np.float32(2.0) / np.where(flat, np.float32(1.0), span))
@@ -90,7 +74,7 @@ def apply_normalisation(array: np.ndarray, mode: str, params: Optional[dict[str,
     return out.astype(np.float32, copy=False)
 
 
-def normalise(image: ImageData, mode: str, params: Optional[dict[str, Any]] = None) -> np.ndarray:
+def normalize(image: ImageData, mode: str, params: Optional[dict[str, Any]] = None) -> np.ndarray:
     """The whole image scaled for the encoder: (Z, Y, X, C) float32 in [-1, 1] ("uint8" mode: 0..255 -> -1..1).
 
     For "percentile", ``params=None`` computes this image's own percentiles (the default, see the module
@@ -98,7 +82,7 @@ def normalise(image: ImageData, mode: str, params: Optional[dict[str, Any]] = No
     """
     if _check_mode(mode) == "percentile" and params is None:
         params = compute_params(image, mode)
-    return apply_normalisation(image.array, mode, params)
+    return apply_normalization(image.array, mode, params)
 
 
 def card_entry(

@@ -1,60 +1,11 @@
-"""Alternative encoder objectives for `training.train_encoder`: boundary-aware infomax, IIC, and CGC.
+"""The peer methods' encoder objectives (boundary-aware infomax, IIC, CGC), named in `learn.objective_registry`.
 
-``TrainConfig.objective`` picks one; ``"cuts"`` (the default) is the paper's own loss and never reaches this
-module. The others train the *same* CUTS encoder (4 x 5x5 conv, d = 128, no pooling) on the same random
-crops, so their per-pixel embeddings go through the same condensation and give a multigranular hierarchy;
-each also trains a `common.ClusterHead` whose argmax is a single-granularity map (`cluster_head_map`).
-
-``"infomax"`` - boundary-aware information maximisation (shared/seeds/boundary-aware-infomax.txt):
-
-- Two views of each crop x: ``p_hat = g(s(T(x)))`` (random gamma, then a random affine warp, then the
-  encoder) and ``p_tilde = g(T(s(x)))`` (the encoder on x, its embeddings warped by the *same* affine map),
-  g = 1x1 conv + K-way softmax (K = 40 as in the paper). T: gamma in [0.5, 2], scale [0.8, 1.3], rotation
-  [-45, 45] deg, translation [-10 %, 10 %] (the paper's appendix; see `transforms`).
-- ``L_MI = H'_alpha(P) - H(p_hat) - H(p_tilde)`` (eq. 6-7), P the K x K joint over the pixels of the batch,
-  ``H'_alpha(P) = -sum ((1 - alpha) P + alpha I/K) log P``, alpha = 0.5.
-- ``L_CC``: local cross-correlation (eq. 9, 9x9 window) between the Sobel edge map of x and the per-pixel
-  entropy of the cluster distribution g(s(x)); the loss is ``-mean CC`` (eq. 9 is a correlation to be
-  *maximised*; the paper writes it without the sign). Total ``L_MI + lambda L_CC``, lambda = 1 (the paper).
-
-``"iic"`` - the same with alpha = 0 and no boundary term: IIC's mutual information.
-
-``"cgc"`` - CGC's pseudo-label-guided objective (shared/seeds/CGC-cross-grained-contrastive.txt):
-``L_bce + L_bce^cg + L_cl^fg`` (eq. 8, lambda_cg = lambda_fg = 1):
-
-- P: the foreground posterior of a Gaussian mixture fitted (once, before training, detached) to the
-  normalised intensities of the training set (`cgc.fit_gmm`, brightest of 3 components).
-- L_bce: soft binary cross-entropy between a 2-way pixel head on the embeddings (the cluster head, K = 2:
-  background, foreground) and P.
-- Coarse path: embeddings average-pooled 4x4 -> residual block -> 1x1 conv -> 2-way, BCE to P pooled the
-  same way.
-- Fine path: the pooled 4x4 "mini-patch" embeddings; lesion patches (pooled P > 0.5) are each other's
-  positives, every other patch of the same image a negative; supervised-contrastive loss (eq. 6) with cosine
-  similarity and tau = 0.2 (the paper's best, Table 3).
-
-Choices where the papers are silent, and why:
-
-- Infomax: the paper's network is a U-Net and its dense features the last decoder layer; here they are the
-  CUTS encoder's embeddings (the issue asks for the same embeddings to go through condensation). The paper's
-  third loss (a *global* contrastive loss with meta-labels such as slice position) is left out: it needs
-  meta-labels and a global bottleneck the CUTS encoder does not have. The joint P is symmetrised
-  ((P + P^T) / 2) and floored at 1e-8 before the logs, as IIC's reference code does. Pixels whose warped
-  source falls outside the crop are left out of P (no zero-padded pixels). The entropy map uses the
-  unwarped view g(s(x)), which is aligned with x's Sobel edges. Optimiser: the engine's AdamW schedule
-  (lr 1e-3, warm-up then cosine), not the paper's 50 x 200 iterations at lr 2e-4 for a U-Net.
-- CGC: the paper's bottleneck z is 8x downsampled; the CUTS encoder keeps full resolution, so the coarse and
-  fine paths pool 4x4 and the pixel head is the "decoder". One mixture for the whole training set rather than
-  one per image: the training loop sees random crops, and a per-pixel posterior needs only the pixel value,
-  so a shared mixture gives every crop its P without tracking where it came from (for one image this is
-  exactly the per-image mixture). Eq. 7's similarity ``x y^T / (|x| + |y|)`` is read as the cosine
-  similarity (a typo for the product). At most 64 mini-patches per image enter the contrastive loss
-  (random, seeded), which bounds its cost. Eq. 8 writes the third term as a BCE; eq. 6 defines it as the
-  contrastive loss, which is what we use.
+The design, its sources and the choices made: docs/peer-methods.md, section `learn/peer_objectives.py`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -62,10 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.errors import CUTSError
-from ..learn.encoder import ClusterHead
+from .encoder import ClusterHead
+from .gaussian_mixture import fit_gmm
+from .normalization import apply_normalization
+from .objective import ObjectiveTerms
+from .sampling import make_generator
 from .transforms import (
     local_cross_correlation,
-    make_generator,
     random_affine,
     random_gamma,
     sobel_magnitude,
@@ -73,7 +27,6 @@ from .transforms import (
     warp,
 )
 
-OBJECTIVES = ("cuts", "infomax", "iic", "cgc")
 DEFAULT_CLUSTERS = 40
 DEFAULT_ALPHA = 0.5
 DEFAULT_BOUNDARY_WEIGHT = 1.0
@@ -84,9 +37,24 @@ CGC_MAX_PATCHES = 64
 _EPS = 1e-8
 
 
-class ObjectiveTerms(NamedTuple):
-    total: torch.Tensor
-    parts: dict[str, torch.Tensor]
+class _PeerObjective(nn.Module):
+    """What the peer objectives share: a cluster head, the card entries, the progress line."""
+
+    name: str
+    head: ClusterHead
+
+    @property
+    def cluster_head(self) -> ClusterHead:
+        return self.head
+
+    def card_entry(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def loss_entry(self) -> dict[str, Any]:
+        return self.card_entry()
+
+    def progress_detail(self, terms: ObjectiveTerms) -> str:
+        return ", ".join(f"{k} {float(v.detach()):.3f}" for k, v in terms.parts.items())
 
 
 def _entropy(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -111,7 +79,7 @@ def mutual_information_loss(
     return h_joint - h_rows - h_cols, joint
 
 
-class InfomaxObjective(nn.Module):
+class InfomaxObjective(_PeerObjective):
     """Boundary-aware infomax (alpha, boundary weight) or IIC (alpha = 0, weight = 0); see the module doc."""
 
     def __init__(
@@ -131,10 +99,6 @@ class InfomaxObjective(nn.Module):
         self.boundary_weight = float(boundary_weight)
         self.head = ClusterHead(embed_dim, n_clusters)
         self._gen = make_generator(seed)
-
-    @property
-    def cluster_head(self) -> ClusterHead:
-        return self.head
 
     def card_entry(self) -> dict[str, Any]:
         return {
@@ -214,9 +178,7 @@ def _soft_bce(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return -((1.0 - p) * log_q[:, :1] + p * log_q[:, 1:]).mean()
 
 
-def patch_contrastive_loss(
-    v: torch.Tensor, fg: torch.Tensor, temperature: float = CGC_TEMPERATURE
-) -> torch.Tensor:
+def patch_contrastive_loss(v: torch.Tensor, fg: torch.Tensor, temperature: float = CGC_TEMPERATURE) -> torch.Tensor:
     """CGC eq. 6 per image: v (B, M, D) L2-normalised patch embeddings, fg (B, M) bool lesion patches.
 
     Every lesion patch is an anchor; the other lesion patches of its image are its positives, all other
@@ -237,7 +199,7 @@ def patch_contrastive_loss(
     return per_anchor[anchors].mean()
 
 
-class CGCObjective(nn.Module):
+class CGCObjective(_PeerObjective):
     """CGC's pseudo-label-guided objective (pixel BCE + coarse BCE + fine mini-patch contrastive)."""
 
     def __init__(
@@ -256,10 +218,6 @@ class CGCObjective(nn.Module):
         self.posterior = posterior
         self.gmm_summary = dict(gmm_summary or {})
         self._gen = make_generator(seed)
-
-    @property
-    def cluster_head(self) -> ClusterHead:
-        return self.head
 
     def card_entry(self) -> dict[str, Any]:
         return {
@@ -286,9 +244,9 @@ class CGCObjective(nn.Module):
         fg = pc.flatten(1) > 0.5
         m = v.shape[1]
         if m > CGC_MAX_PATCHES:
-            pick = torch.stack(
-                [torch.randperm(m, generator=self._gen)[:CGC_MAX_PATCHES] for _ in range(b)]
-            ).to(v.device)
+            pick = torch.stack([torch.randperm(m, generator=self._gen)[:CGC_MAX_PATCHES] for _ in range(b)]).to(
+                v.device
+            )
             v = torch.gather(v, 1, pick[..., None].expand(b, CGC_MAX_PATCHES, d))
             fg = torch.gather(fg, 1, pick)
         fine = patch_contrastive_loss(v, fg, self.temperature)
@@ -300,38 +258,35 @@ def sample_training_pixels(
     images: Sequence[Any], mode: str, params: Sequence[Optional[dict]], n: int = 50_000, seed: int = 0
 ) -> np.ndarray:
     """Up to `n` normalised pixels (N, C) drawn evenly from the training images (their usable slices)."""
-    from ..learn.normalization import apply_normalisation
-
     rng = np.random.default_rng(seed)
     per_image = max(1, n // max(1, len(images)))
     chunks = []
     for image, prm in zip(images, params):
         flat = image.array.reshape(-1, image.array.shape[-1])
         take = rng.choice(len(flat), min(per_image, len(flat)), replace=False)
-        chunks.append(apply_normalisation(flat[np.sort(take)], mode, prm))
+        chunks.append(apply_normalization(flat[np.sort(take)], mode, prm))
     return np.concatenate(chunks, axis=0)
 
 
-def build_objective(
-    cfg, channels: int, images: Sequence[Any], mode: str, params: Sequence[Optional[dict]]
-) -> nn.Module:
-    """The objective module for ``cfg.objective`` (not "cuts"); call it under the training's seeded RNG."""
-    name = cfg.objective
-    if name == "infomax":
-        return InfomaxObjective(cfg.embed_dim, cfg.n_clusters, cfg.infomax_alpha, cfg.boundary_weight, cfg.seed + 2)
-    if name == "iic":
-        return InfomaxObjective(cfg.embed_dim, cfg.n_clusters, 0.0, 0.0, cfg.seed + 2, name="iic")
-    if name == "cgc":
-        from .gmm import fit_gmm
+def infomax_objective(cfg: Any, images: Sequence[Any], mode: str, params: Sequence[Optional[dict]]) -> InfomaxObjective:
+    """Boundary-aware infomax with the ``TrainConfig`` settings (K, alpha, boundary weight, seed)."""
+    return InfomaxObjective(cfg.embed_dim, cfg.n_clusters, cfg.infomax_alpha, cfg.boundary_weight, cfg.seed + 2)
 
-        pixels = sample_training_pixels(images, mode, params, seed=cfg.seed + 3)
-        gmm = fit_gmm(pixels, cfg.gmm_components, seed=cfg.seed + 3)
-        k = gmm.component_index("brightest")
-        summary = {
-            "n_components": gmm.n_components,
-            "component": "brightest",
-            "means": gmm.means.round(4).tolist(),
-            "weights": gmm.weights.round(4).tolist(),
-        }
-        return CGCObjective(cfg.embed_dim, TorchGMMPosterior(gmm, k), cfg.cgc_temperature, cfg.seed + 2, summary)
-    raise CUTSError(f"unknown objective {name!r} (use one of {', '.join(OBJECTIVES)})")
+
+def iic_objective(cfg: Any, images: Sequence[Any], mode: str, params: Sequence[Optional[dict]]) -> InfomaxObjective:
+    """IIC: infomax with alpha = 0 and no boundary term."""
+    return InfomaxObjective(cfg.embed_dim, cfg.n_clusters, 0.0, 0.0, cfg.seed + 2, name="iic")
+
+
+def cgc_objective(cfg: Any, images: Sequence[Any], mode: str, params: Sequence[Optional[dict]]) -> CGCObjective:
+    """CGC with a Gaussian mixture fitted to the normalized training pixels (brightest component = foreground)."""
+    pixels = sample_training_pixels(images, mode, params, seed=cfg.seed + 3)
+    gmm = fit_gmm(pixels, cfg.gmm_components, seed=cfg.seed + 3)
+    k = gmm.component_index("brightest")
+    summary = {
+        "n_components": gmm.n_components,
+        "component": "brightest",
+        "means": gmm.means.round(4).tolist(),
+        "weights": gmm.weights.round(4).tolist(),
+    }
+    return CGCObjective(cfg.embed_dim, TorchGMMPosterior(gmm, k), cfg.cgc_temperature, cfg.seed + 2, summary)

@@ -1,23 +1,6 @@
 """Positive-pair mining for the intra-image contrastive loss (paper section 3.1.1, Fig. 1C), vectorised.
 
-Per image: ``n_anchors`` (S = 8) distinct anchor pixels drawn uniformly at random away from the border (far
-enough that the 5x5 patch around every candidate within +-5 px lies inside the image). For every anchor,
-``max_tries`` (20) candidate pixels are drawn uniformly from the +-``max_shift`` (5) px box *without* the anchor
-itself; the first whose 5x5 patch has SSIM > ``ssim_threshold`` (0.5) with the anchor's patch (data range =
-the anchor patch's max - min, as the authors do) is the positive. All candidates of all anchors of the
-batch are screened in one tensor operation; taking the first accepted one is the same as drawing them one
-at a time. If none is accepted, the positive falls back to a random diagonal neighbour of the anchor, so a
-positive is never the anchor itself. Negatives of an anchor are the other anchors and positives of the same
-image (handled by the loss).
-
-SSIM is computed on intensities shifted to start at 0 (``x - value_range[0]``, i.e. the [-1, 1] encoder input
-seen as [0, 1], which for 8-bit images is the original x / 255). SSIM's luminance term assumes non-negative
-intensities: on zero-centred data two inverted patches with opposite means get a negative luminance term and a
-negative structure term, whose product is a *high* SSIM (e.g. 0.99 for a stripe pattern and its inverse).
-
-Two defects of the authors' sampler are deliberately not copied: it reseeded its random generator at
-every call (every batch saw the same anchors) - here a `torch.Generator` is created once and advances from
-call to call - and its fallback positive could equal the anchor.
+The design, its sources and the choices made: docs/architecture.md, section `learn/sampling.py`.
 """
 
 from __future__ import annotations

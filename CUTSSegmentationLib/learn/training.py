@@ -1,37 +1,6 @@
 """Training the CUTS encoder (paper section 3.1): contrastive + patch reconstruction, no labels, ever.
 
-`train_encoder(images, config)` takes `ImageData` only (there is no label argument: the method is
-unsupervised). 2D images are trained on directly; 3D volumes contribute their 2D axial slices (Z index), one
-random crop of a random slice per sample, so a volume is never put on the device whole. Constant slices
-(e.g. padding) are skipped.
-
-One epoch = one pass over every usable 2D slice of the training set in a random order (or
-``slices_per_epoch`` random ones), in batches of ``batch_size`` random ``crop_size`` crops with random flips;
-an epoch always holds at least one full batch, so training on a single image draws ``batch_size`` different
-random crops of it per step.
-Optimiser AdamW (lr 1e-3, weight decay 1e-4), linear warm-up over the first ``warmup_fraction`` of the steps
-(the authors: 10 of 200 epochs) then cosine decay to 0, updated every step.
-
-Defaults depend on the device (``epochs=None``, ``crop_size=None``):
-
-- CPU: 64 px crops and about ``CPU_STEP_BUDGET`` optimiser steps in all (at most 200 epochs): the 56 retina
-  images (4 steps per epoch) then train for 100 epochs, a few minutes on 2 cores.
-- CUDA / MPS: 128 px crops (whole 128 x 128 images, as the paper) and the paper's 200 epochs, capped at about
-  ``GPU_STEP_BUDGET`` steps for large training sets.
-
-Reproducible: the same seed, data and config on the CPU give identical weights (weights are initialised from
-a private copy of torch's RNG seeded with ``seed``; crops and flips come from a `numpy.random.Generator`; the
-pair sampler from its own `torch.Generator`; none is reseeded during training).
-
-Objective: ``TrainConfig.objective`` is ``"cuts"`` (the paper's loss, above) or one of the peer methods'
-objectives in `methods.objectives` (``"infomax"``, ``"iic"``, ``"cgc"``): the same encoder, crops, schedule and
-checkpoints, another per-step loss, plus a cluster head that the returned model keeps
-(`TrainedModel.cluster_head`). The CUTS path does not touch that module.
-
-Interruption: the cancel token is checked before every step (`CancelledError`). With ``checkpoint_path``,
-a complete model is saved atomically (`modelfile.save_model`) at the end of every epoch; Ctrl-C
-(`KeyboardInterrupt`) or a cancel during training leaves the last complete epoch's model on disk and the
-exception is re-raised (callers that want to go on with the checkpoint load it with `load_model`).
+The design, its sources and the choices made: docs/architecture.md, section `learn/training.py`.
 """
 
 from __future__ import annotations
@@ -49,14 +18,16 @@ import torch
 
 from .. import __version__
 from ..core.device import describe_device, is_accelerator, resolve_device
-from .encoder import PATCH_SIZE, CUTSEncoder, PatchReconHead
 from ..core.errors import CUTSError, InputError
 from ..core.imagedata import ImageData
-from .losses import DEFAULT_LAMBDA, DEFAULT_TEMPERATURE, cuts_loss
-from .modelfile import TrainedModel, save_model
-from .normalization import apply_normalisation, card_entry, choose_normalisation_for, compute_params
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
-from .sampling import border_margin, extract_patches, gather_pixels, make_generator, sample_pairs
+from .encoder import PATCH_SIZE, CUTSEncoder
+from .losses import DEFAULT_LAMBDA, DEFAULT_TEMPERATURE
+from .modelfile import TrainedModel, save_model
+from .normalization import apply_normalization, card_entry, choose_normalization_for, compute_params
+from .objective import Objective
+from .objective_registry import build_objective, check_objective
+from .sampling import border_margin
 
 PathLike = Union[str, os.PathLike]
 
@@ -73,29 +44,35 @@ MIN_CROP = 24
 
 @dataclass
 class TrainConfig:
-    """Training settings; None means "pick for the device" (see the module docstring)."""
+    """Training settings; None means "pick for the device" (see the module docstring).
 
-    epochs: Optional[int] = None
-    batch_size: int = 16
-    crop_size: Optional[int] = None
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_fraction: float = 0.05
+    Examples
+    --------
+    >>> TrainConfig(epochs=5, objective="iic").objective
+    'iic'
+    """
+
+    epochs: Optional[int] = None  #: passes over the usable slices (None: a step budget for the device)
+    batch_size: int = 16  #: crops per optimiser step
+    crop_size: Optional[int] = None  #: crop side in pixels (None: 64 on the CPU, 128 on an accelerator)
+    lr: float = 1e-3  #: AdamW peak learning rate
+    weight_decay: float = 1e-4  #: AdamW weight decay
+    warmup_fraction: float = 0.05  #: share of the steps with a linear warm-up (then cosine decay to 0)
     lam: float = DEFAULT_LAMBDA  #: weight of the contrastive term (the paper's lambda)
-    temperature: float = DEFAULT_TEMPERATURE
-    n_anchors: int = 8
-    ssim_threshold: float = 0.5
-    max_shift: int = 5
-    max_tries: int = 20
-    embed_dim: int = 128
-    seed: int = 0
-    device: str = "auto"
-    flips: bool = True
-    normalisation: str = "auto"  #: "auto" | "uint8" | "percentile"
-    per_image_normalisation: bool = True
-    slices_per_epoch: Optional[int] = None
+    temperature: float = DEFAULT_TEMPERATURE  #: NT-Xent temperature
+    n_anchors: int = 8  #: anchor pixels per crop for the contrastive pairs
+    ssim_threshold: float = 0.5  #: a candidate positive's patch must be at least this similar (SSIM)
+    max_shift: int = 5  #: positives lie within this many pixels of their anchor
+    max_tries: int = 20  #: candidate draws per anchor (none accepted: a random diagonal neighbour)
+    embed_dim: int = 128  #: embedding width d
+    seed: int = 0  #: seeds weights, crops, flips and pair sampling
+    device: str = "auto"  #: "auto" | "cpu" | "cuda" | "mps"
+    flips: bool = True  #: random horizontal and vertical flips of the crops
+    normalization: str = "auto"  #: "auto" | "uint8" | "percentile"
+    per_image_normalization: bool = True  #: percentile bounds per image (False: one set for the training set)
+    slices_per_epoch: Optional[int] = None  #: crops per epoch (None: every usable slice once)
     num_threads: Optional[int] = None  #: torch CPU threads during training (None: leave torch's setting)
-    objective: str = "cuts"  #: "cuts" | "infomax" | "iic" | "cgc" (see methods.objectives)
+    objective: str = "cuts"  #: "cuts" | "infomax" | "iic" | "cgc" (see learn.objective_registry)
     n_clusters: int = 40  #: cluster-head size K of "infomax" / "iic" (the paper's K = 40)
     infomax_alpha: float = 0.5  #: alpha of the modified MI ("iic" is alpha = 0)
     boundary_weight: float = 1.0  #: lambda of the boundary (cross-correlation) term of "infomax"
@@ -136,10 +113,7 @@ def _validate(images: Sequence[ImageData], config: TrainConfig) -> None:
         raise CUTSError("lambda (lam) must lie in [0, 1]")
     if config.temperature <= 0:
         raise CUTSError("temperature must be > 0")
-    from ..methods.objectives import OBJECTIVES
-
-    if config.objective not in OBJECTIVES:
-        raise CUTSError(f"unknown objective {config.objective!r} (use one of {', '.join(OBJECTIVES)})")
+    check_objective(config.objective)
 
 
 def _usable_slices(images: Sequence[ImageData]) -> list[tuple[int, int]]:
@@ -182,9 +156,39 @@ def train_encoder(
 ) -> TrainedModel:
     """Train a CUTS encoder on `images` (no labels) and return it in eval mode, with its model card.
 
-    Progress goes to `progress("train", fraction, "epoch e/E loss L")` after every step. Raises
-    `CancelledError` when `cancel` is set, re-raises `KeyboardInterrupt`; in both cases the checkpoint at
-    `checkpoint_path` (if given) is the last complete epoch. The returned encoder stays on the training device.
+    Parameters
+    ----------
+    images : sequence of ImageData
+        Training images (2D, or volumes whose axial slices are used); all with the same channel count.
+    config : TrainConfig, optional
+        Settings (default: `TrainConfig()`, sized for the device).
+    progress : ProgressCallback
+        Called with ``("train", fraction, "epoch e/E loss L (...)")`` after every step.
+    cancel : CancelToken, optional
+        Checked before every step.
+    checkpoint_path : str or Path, optional
+        Where a complete model is saved after every epoch.
+
+    Returns
+    -------
+    TrainedModel
+        The encoder (in eval mode, on the training device), its card, and a cluster head for objectives
+        that train one.
+
+    Raises
+    ------
+    CancelledError
+        When `cancel` is set (``KeyboardInterrupt`` is re-raised); the checkpoint is the last complete epoch.
+    InputError, CUTSError
+        Unusable images or settings, or a diverging loss.
+
+    Examples
+    --------
+    >>> from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+    >>> image, _ = synthetic_image_2d(64)
+    >>> model = train_encoder([image], TrainConfig(epochs=1, batch_size=2, crop_size=32, device="cpu"))
+    >>> model.card["training"]["epochs_completed"]
+    1
     """
     config = config or TrainConfig()
     images = list(images)
@@ -200,11 +204,10 @@ def train_encoder(
     if crop < max(MIN_CROP, 2 * border_margin(PATCH_SIZE, cfg.max_shift) + 3):
         raise CUTSError(f"crop size {crop} is too small (at least {MIN_CROP} px)")
 
-    channels = images[0].channels
-    mode = choose_normalisation_for(images) if cfg.normalisation == "auto" else cfg.normalisation
+    mode = choose_normalization_for(images) if cfg.normalization == "auto" else cfg.normalization
     own_params = [compute_params(im, mode) for im in images]  # None each for "uint8"
-    norm_entry = card_entry(images, mode, per_image=cfg.per_image_normalisation, all_params=own_params)
-    if mode == "percentile" and not cfg.per_image_normalisation:
+    norm_entry = card_entry(images, mode, per_image=cfg.per_image_normalization, all_params=own_params)
+    if mode == "percentile" and not cfg.per_image_normalization:
         params: list[Optional[dict]] = [norm_entry["params"]] * len(images)
     else:
         params = list(own_params)
@@ -213,56 +216,70 @@ def train_encoder(
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     try:
-        return _train(
-            images, slices, params, cfg, crop, channels, mode, norm_entry, device, progress, cancel, checkpoint_path
-        )
+        crops = _CropSampler(images, slices, params, mode, crop, cfg.flips, np.random.default_rng(cfg.seed))
+        return _train(crops, cfg, norm_entry, device, progress, cancel, checkpoint_path)
     finally:
         if cfg.num_threads:
             torch.set_num_threads(old_threads)
 
 
-def _train(
-    images: list[ImageData],
-    slices: list[tuple[int, int]],
-    params: list[Optional[dict]],
+@dataclass
+class _CropSampler:
+    """Random crops (with random flips) of the usable slices, normalized as the model will see its inputs."""
+
+    images: list[ImageData]
+    slices: list[tuple[int, int]]
+    params: list[Optional[dict]]
+    mode: str
+    crop: int
+    flips: bool
+    rng: np.random.Generator
+
+    @property
+    def channels(self) -> int:
+        return self.images[0].channels
+
+    def epoch_order(self, per_epoch: int) -> np.ndarray:
+        """Every slice once in random order; fewer slices than a batch (one image) repeat with other crops."""
+        repeats = math.ceil(per_epoch / len(self.slices))
+        return np.concatenate([self.rng.permutation(len(self.slices)) for _ in range(repeats)])[:per_epoch]
+
+    def batch(self, indices: np.ndarray) -> np.ndarray:
+        """(B, C, crop, crop) float32 crops of the slices `indices` points to."""
+        crop, rng = self.crop, self.rng
+        batch = np.empty((len(indices), self.channels, crop, crop), dtype=np.float32)
+        for j, k in enumerate(indices):
+            i, z = self.slices[int(k)]
+            arr = self.images[i].array
+            y0 = int(rng.integers(0, arr.shape[1] - crop + 1))
+            x0 = int(rng.integers(0, arr.shape[2] - crop + 1))
+            patch = apply_normalization(arr[z, y0 : y0 + crop, x0 : x0 + crop], self.mode, self.params[i])
+            if self.flips:
+                if rng.random() < 0.5:
+                    patch = patch[::-1]
+                if rng.random() < 0.5:
+                    patch = patch[:, ::-1]
+            batch[j] = np.moveaxis(patch, -1, 0)
+        return batch
+
+
+#: Model cards are a file format: these settings keep the names existing model files carry.
+_CARD_FIELD_NAMES = {"normalization": "normalisation", "per_image_normalization": "per_image_normalisation"}
+
+
+def _model_card(
     cfg: TrainConfig,
-    crop: int,
-    channels: int,
-    mode: str,
+    crops: _CropSampler,
+    encoder: CUTSEncoder,
+    objective: Objective,
     norm_entry: dict[str, Any],
     device: torch.device,
-    progress: ProgressCallback,
-    cancel: Optional[CancelToken],
-    checkpoint_path: Optional[PathLike],
-) -> TrainedModel:
-    assert cfg.epochs is not None
-    rng = np.random.default_rng(cfg.seed)
-    pair_gen = make_generator(cfg.seed + 1)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        encoder = CUTSEncoder(channels, cfg.embed_dim)
-        head = PatchReconHead(channels, cfg.embed_dim, PATCH_SIZE)
-        objective = None
-        if cfg.objective != "cuts":
-            from ..methods.objectives import build_objective
-
-            objective = build_objective(cfg, channels, images, mode, params)
-    memory_format = torch.channels_last
-    encoder.to(device=device, memory_format=memory_format)
-    head.to(device)
-    trained_heads = head if objective is None else objective.to(device)
-    optimiser = torch.optim.AdamW(
-        list(encoder.parameters()) + list(trained_heads.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
-    per_epoch = cfg.samples_per_epoch(len(slices))
-    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = max(1, int(round(cfg.warmup_fraction * total_steps))) if cfg.warmup_fraction > 0 else 0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total_steps, warmup))
-
+    schedule: dict[str, int],
+) -> dict[str, Any]:
+    """The model card as training starts (`training` is updated after every epoch)."""
     card: dict[str, Any] = {
         "library_version": __version__,
-        "channels": channels,
+        "channels": crops.channels,
         "embed_dim": cfg.embed_dim,
         "receptive_field": encoder.receptive_field,
         "normalisation": norm_entry,
@@ -273,78 +290,67 @@ def _train(
             "ssim_threshold": cfg.ssim_threshold,
             "max_tries": cfg.max_tries,
         },
-        "loss": {"lambda": cfg.lam, "temperature": cfg.temperature},
-        "objective": {"name": "cuts"} if objective is None else objective.card_entry(),
+        "loss": objective.loss_entry(),
+        "objective": objective.card_entry(),
         "training": {
-            **{k: v for k, v in asdict(cfg).items() if k not in ("device",)},
-            "crop_size": crop,
-            "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps,
-            "warmup_steps": warmup,
+            **{_CARD_FIELD_NAMES.get(k, k): v for k, v in asdict(cfg).items() if k not in ("device",)},
+            "crop_size": crops.crop,
+            **schedule,
             "device": describe_device(device),
             "epochs_completed": 0,
             "complete": False,
             "loss_history": [],
         },
-        "data": _data_summary(images, len(slices)),
+        "data": _data_summary(crops.images, len(crops.slices)),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
-    if objective is not None:
-        card["loss"] = objective.card_entry()
+    if objective.cluster_head is not None:
         card["cluster_head"] = {"n_clusters": objective.cluster_head.n_clusters}
+    return card
 
-    def make_batch(indices: np.ndarray) -> torch.Tensor:
-        batch = np.empty((len(indices), channels, crop, crop), dtype=np.float32)
-        for j, k in enumerate(indices):
-            i, z = slices[int(k)]
-            arr = images[i].array
-            y0 = int(rng.integers(0, arr.shape[1] - crop + 1))
-            x0 = int(rng.integers(0, arr.shape[2] - crop + 1))
-            patch = apply_normalisation(arr[z, y0 : y0 + crop, x0 : x0 + crop], mode, params[i])
-            if cfg.flips:
-                if rng.random() < 0.5:
-                    patch = patch[::-1]
-                if rng.random() < 0.5:
-                    patch = patch[:, ::-1]
-            batch[j] = np.moveaxis(patch, -1, 0)
-        return torch.from_numpy(batch).to(device).contiguous(memory_format=memory_format)
+
+def _train(
+    crops: _CropSampler,
+    cfg: TrainConfig,
+    norm_entry: dict[str, Any],
+    device: torch.device,
+    progress: ProgressCallback,
+    cancel: Optional[CancelToken],
+    checkpoint_path: Optional[PathLike],
+) -> TrainedModel:
+    """The optimisation loop: one objective step per batch, a checkpoint per epoch, the card kept current."""
+    assert cfg.epochs is not None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        encoder = CUTSEncoder(crops.channels, cfg.embed_dim)
+        objective = build_objective(cfg, crops.channels, crops.images, crops.mode, crops.params)
+    memory_format = torch.channels_last
+    encoder.to(device=device, memory_format=memory_format)
+    objective.to(device)
+    optimiser = torch.optim.AdamW(
+        list(encoder.parameters()) + list(objective.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    per_epoch = cfg.samples_per_epoch(len(crops.slices))
+    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = max(1, int(round(cfg.warmup_fraction * total_steps))) if cfg.warmup_fraction > 0 else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total_steps, warmup))
+    schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup}
+    card = _model_card(cfg, crops, encoder, objective, norm_entry, device, schedule)
 
     step = 0
     t0 = time.perf_counter()
-    s = cfg.n_anchors
     progress("train", 0.0, f"training on {describe_device(device)}: {cfg.epochs} epochs x {steps_per_epoch} steps")
     for epoch in range(cfg.epochs):
         encoder.train()
-        trained_heads.train()
-        # Every slice once in random order; fewer slices than a batch (one image) repeat with other crops.
-        repeats = math.ceil(per_epoch / len(slices))
-        order = np.concatenate([rng.permutation(len(slices)) for _ in range(repeats)])[:per_epoch]
+        objective.train()
+        order = crops.epoch_order(per_epoch)
         epoch_loss = 0.0
         for start in range(0, per_epoch, cfg.batch_size):
             check_cancel(cancel)
-            x = make_batch(order[start : start + cfg.batch_size])
-            if objective is not None:
-                terms = objective(x, encoder)
-                detail = ", ".join(f"{k} {float(v.detach()):.3f}" for k, v in terms.parts.items())
-            else:
-                z = encoder(x)
-                pairs = sample_pairs(
-                    x,
-                    cfg.n_anchors,
-                    pair_gen,
-                    patch_size=PATCH_SIZE,
-                    max_shift=cfg.max_shift,
-                    ssim_threshold=cfg.ssim_threshold,
-                    max_tries=cfg.max_tries,
-                )
-                coords = pairs.coords()
-                zc = gather_pixels(z, coords)  # (B, 2S, D)
-                target = extract_patches(x, coords, PATCH_SIZE)
-                terms = cuts_loss(zc[:, :s], zc[:, s:], head(zc), target, cfg.lam, cfg.temperature)
-                detail = (
-                    f"contrastive {float(terms.contrastive.detach()):.3f}, "
-                    f"recon {float(terms.reconstruction.detach()):.4f}"
-                )
+            batch = crops.batch(order[start : start + cfg.batch_size])
+            x = torch.from_numpy(batch).to(device).contiguous(memory_format=memory_format)
+            terms = objective(x, encoder)
             loss_value = float(terms.total.detach())
             if not math.isfinite(loss_value):
                 raise CUTSError(
@@ -359,7 +365,7 @@ def _train(
             progress(
                 "train",
                 step / total_steps,
-                f"epoch {epoch + 1}/{cfg.epochs} loss {loss_value:.4f} ({detail})",
+                f"epoch {epoch + 1}/{cfg.epochs} loss {loss_value:.4f} ({objective.progress_detail(terms)})",
             )
         mean_loss = epoch_loss / per_epoch
         card["training"]["loss_history"].append(round(mean_loss, 6))
@@ -368,15 +374,11 @@ def _train(
         card["training"]["seconds"] = round(time.perf_counter() - t0, 2)
         if checkpoint_path is not None:
             card["training"]["complete"] = epoch + 1 == cfg.epochs
-            snapshot = TrainedModel(copy.deepcopy(encoder), copy.deepcopy(card), _head_copy(objective))
+            snapshot = TrainedModel(copy.deepcopy(encoder), copy.deepcopy(card), copy.deepcopy(objective.cluster_head))
             save_model(snapshot, checkpoint_path)
     encoder.eval()
     encoder.to(memory_format=torch.contiguous_format)
     card["training"]["complete"] = True
     final = card["training"].get("final_loss", float("nan"))
     progress("train", 1.0, f"done in {time.perf_counter() - t0:.0f} s, loss {final:.4f}")
-    return TrainedModel(encoder, card, None if objective is None else objective.cluster_head)
-
-
-def _head_copy(objective: Any) -> Any:
-    return None if objective is None else copy.deepcopy(objective.cluster_head)
+    return TrainedModel(encoder, card, objective.cluster_head)

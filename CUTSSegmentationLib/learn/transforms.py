@@ -1,18 +1,6 @@
 """Shared pieces of the peer methods: random gamma + affine views, warping, Sobel edges, local correlation.
 
-Conventions: images are (B, C, H, W) float tensors scaled to the encoder range [-1, 1] (as
-`normalization.apply_normalisation` gives them). Random parameters come from a CPU `torch.Generator` passed
-in by the caller (created once per run and advanced from call to call), so every method is reproducible
-for a seed and independent of torch's global RNG.
-
-Affine maps are built in *pixel* geometry (rotation about the image centre, isotropic scale, translation
-as a fraction of the side) and converted to the normalised ``theta`` of `torch.nn.functional.affine_grid`
-(``align_corners=False``), so a rotation stays a rotation on non-square images. ``theta`` maps output
-coordinates to input coordinates: `warp(x, theta)` is "the image seen through the transform".
-
-Defaults follow the boundary-aware infomax paper (appendix, "Details on the transformation T"): gamma in
-[0.5, 2.0], scale in [0.8, 1.3], rotation in [-45, 45] degrees, translation in [-10 %, 10 %]. Gamma is
-drawn log-uniformly (so gamma and 1/gamma are equally likely); the paper only gives the range.
+The design, its sources and the choices made: docs/peer-methods.md, section `learn/transforms.py`.
 """
 
 from __future__ import annotations
@@ -151,9 +139,3 @@ def local_cross_correlation(a: torch.Tensor, b: torch.Tensor, window: int = 9, e
     var_a = (saa - sa * sa / n).clamp_min(0.0)
     var_b = (sbb - sb * sb / n).clamp_min(0.0)
     return cross * cross / (var_a * var_b + eps)
-
-
-def make_generator(seed: int) -> torch.Generator:
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(seed))
-    return gen

@@ -1,55 +1,13 @@
 """Atlas transfer by contrastive registration (CLMorph), 2D. NEEDS ONE LABELLED REFERENCE IMAGE.
 
-Paper: Liu et al., "Contrastive Registration for Unsupervised Medical Image Segmentation" (CLMorph,
-shared/seeds/CLMorph-contrastive-registration.txt). Unlike every other method in this engine it is *not*
-label-free: it registers a labelled atlas (reference image + its label map) to the image and warps the
-atlas labels. "Unsupervised" in the paper means that the registration network is trained without labels;
-the segmentation still comes from the atlas's labels. `cuts segment --method atlas` refuses to run without
-``--atlas IMAGE,LABELS``.
-
-What is implemented (the paper's 3D method in 2D):
-
-- A shared (weight-tied) CNN encoder applied to the image x and to the atlas y (4 levels: 16, 32, 32, 32
-  channels, stride-2 convs, LeakyReLU 0.2, as VoxelMorph); a projection layer (global average pool of the
-  deepest features, then a fully connected layer to 32-D) for the contrastive loss.
-- One decoder concatenating the two encoders' features at every resolution (coarse to fine) and predicting
-  the mean and log-variance of a stationary velocity field (the "transformation pattern z", eq. 2); z is
-  sampled during training and its mean is used at test time; the displacement is the velocity integrated
-  by scaling and squaring (7 steps, a diffeomorphism as in VoxelMorph-diff, whose probabilistic model
-  CLMorph's eq. 1-7 are).
-- Loss (eq. 9): ``L_recon + alpha L_smooth + beta L_contrast`` with alpha = 1, beta = 0.01 (the paper).
-  L_recon (eq. 7): ``|x - y o phi|^2 / (2 sigma^2)``; L_smooth (eq. 6): the KL divergence of q(z) to the
-  prior; L_contrast (eq. 8): InfoNCE between the projections of x_b and y (positive pair) against the other
-  images x_j of the batch.
-- Segmentation: the atlas's label map, one-hot, warped with the same field (bilinear, then argmax).
-
-Choices where the paper is silent, and why:
-
-- Direction: the atlas is warped onto the image (y o phi ~ x), so the same field warps the atlas labels
-  into the image's frame directly and no inverse field is needed (the paper warps "the reference mask to the
-  coordinate of the unaligned image" without saying how).
-- The prior of eq. 3 is read as VoxelMorph-diff's (Dalca et al., the paper's [8]): a Laplacian precision,
-  so L_smooth = 0.5 * mean(lambda * D * sigma^2 - log sigma^2 + lambda * |grad mu|^2) with lambda = 10,
-  D = 4 neighbours. Eq. 6 as printed (identity prior covariance) does not penalise rough fields at all.
-- sigma = 0.04 in eq. 7 for intensities in [-1, 1] (VoxelMorph-diff's 0.02 for [0, 1]).
-- InfoNCE: positive in the denominator (the standard form; eq. 8 as printed leaves it out), temperature
-  0.1 (the engine's), cosine similarity; with one image per batch the term is 0.
-- Training: Adam, lr 3e-3 (the paper), 200 iterations of batches of 4 (per-image instance optimisation
-  when only the image is given; `train_atlas_registration` trains on a whole dataset instead); each batch
-  item is the image under a small random affine augmentation (rotation +-10 deg as the paper's
-  augmentation, scale [0.95, 1.05], translation +-5 %, random horizontal flip). The paper trains 200 epochs
-  on a 3D dataset; 200 iterations keep one 128 x 128 pair around a minute on a CPU.
-- Registration uses grey levels (channel mean of the engine's [-1, 1] normalisation), so an RGB image and a
-  grey atlas can be registered. An atlas of another size is resampled to the image's size (bilinear for
-  the image, nearest for the labels).
-- Output labels: the atlas's label values v_1 < v_2 < ... become 1, 2, ... (0 stays free for "no label");
-  e.g. a {0, 1} atlas mask gives background = 1, structure = 2.
+The design, its sources and the choices made: docs/peer-methods.md, section `methods/atlas.py`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -57,11 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.device import resolve_device
 from ..core.errors import InputError
 from ..core.imagedata import ImageData
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
-from .preprocessing import normalised_2d, require_2d
-from .transforms import make_generator, random_affine
+from ..io.reading import read_image
+from ..learn.sampling import make_generator
+from ..learn.transforms import random_affine
+from .preprocessing import normalized_2d, require_2d
 
 ATLAS_ITERATIONS = 200
 ATLAS_BATCH = 4
@@ -181,8 +142,8 @@ class AtlasRegistration:
     loss_history: list[float] = field(default_factory=list)
 
 
-def _grey(image: ImageData, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
-    x = normalised_2d(image, grey=True)
+def _gray(image: ImageData, size: Optional[tuple[int, int]] = None) -> torch.Tensor:
+    x = normalized_2d(image, gray=True)
     if size is not None and tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
     return x
@@ -213,16 +174,14 @@ def train_atlas_registration(
     Every image must have the atlas's size after resampling (the atlas is resampled to the first image's
     size); each batch draws `batch_size` images (with replacement) under small random augmentations.
     """
-    from ..core.device import resolve_device
-
     if not images:
         raise InputError("atlas registration needs at least one image to register to")
     for im in list(images) + [atlas_image]:
         require_2d(im, "atlas")
     dev = resolve_device(device)
     size = tuple(images[0].array.shape[1:3])
-    xs = [_grey(im, size).to(dev) for im in images]
-    y = _grey(atlas_image, size).to(dev)
+    xs = [_gray(im, size).to(dev) for im in images]
+    y = _gray(atlas_image, size).to(dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = RegistrationNet(1).to(dev)
@@ -303,8 +262,6 @@ def segment_image_atlas(
     Without `registration`, a network is trained on this one (image, atlas) pair first (per-image
     instance optimisation); pass one from `train_atlas_registration` to reuse a dataset-trained network.
     """
-    from ..core.device import resolve_device
-
     require_2d(image, "atlas")
     require_2d(atlas_image, "atlas")
     dev = resolve_device(device)
@@ -318,8 +275,8 @@ def segment_image_atlas(
         )
     net = registration.net.to(dev).eval()
     with torch.no_grad():
-        x = _grey(image).to(dev)
-        y = _grey(atlas_image, size).to(dev)
+        x = _gray(image).to(dev)
+        y = _gray(atlas_image, size).to(dev)
         mean, _, _, _ = net(x, y)
         disp = integrate_velocity(mean)
         warped = warp_by_displacement(onehot.to(dev), disp)
@@ -332,10 +289,6 @@ def parse_atlas_argument(text: Optional[str]) -> tuple[ImageData, np.ndarray]:
 
     LABELS may be any label image the engine reads (NRRD, NIfTI, PNG, ...) or a ``.npy`` array.
     """
-    from pathlib import Path
-
-    from ..io.reading import read_image
-
     if not text:
         raise InputError(NEEDS_ATLAS)
     if "," not in text:
@@ -365,4 +318,3 @@ def describe(registration: Optional[AtlasRegistration] = None) -> dict[str, Any]
     if registration is not None:
         info.update(registration.info)
     return info
-

@@ -11,9 +11,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..condense.hierarchy import Hierarchy, smallest_uint
+from ..condense.hierarchy import Hierarchy
 from ..core.errors import InputError
 from ..core.imagedata import ImageData
+from ..core.label_dtypes import smallest_uint
 
 
 def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
@@ -22,9 +23,7 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     return (inverse.reshape(np.shape(labels)) + 1).astype(smallest_uint(len(values)))
 
 
-def single_level_hierarchy(
-    labels: np.ndarray, image: ImageData, info: Optional[dict[str, Any]] = None
-) -> Hierarchy:
+def single_level_hierarchy(labels: np.ndarray, image: ImageData, info: Optional[dict[str, Any]] = None) -> Hierarchy:
     """A label map (values >= 1, `image.spatial_shape`) as a one-level hierarchy; see the module docstring."""
     labels = np.asarray(labels)
     if labels.shape != tuple(image.spatial_shape):

@@ -1,41 +1,6 @@
 """S3-Net: per-image self-supervised clustering with large-kernel attention and a deformable convolution.
 
-Paper: Karimijafarbigloo et al., "Self-supervised Semantic Segmentation: Consistency over Transformation"
-(shared/seeds/S3-Net.txt). One network is trained on the one image it segments (no dataset, no labels):
-
-- Network (section 3.1): a 3x3 conv + BatchNorm stem; N blocks of inception large-kernel attention (I-LKA,
-  eq. 1-3: F(x) = 1x1 conv, Inc = sum of depth-wise convs of several sizes on F(x), Attention = 1x1 conv of a
-  depth-wise *dilated* conv of Inc, output = Attention * F(x)) with a skip connection followed by a 1x1 conv;
-  a final deformable 3x3 convolution to K channels and BatchNorm gives the score map S (K clusters).
-- Losses (eq. 7): ``1.2 L_ce + 0.3 L_AT + 0.3 L_S`` (the paper's tuned lambdas for PH2, section 4.3):
-  L_ce (eq. 4) is the cross-entropy between S and its own argmax; L_AT (eq. 6) the cross-entropy between a
-  second head's prediction on affinely warped features and the warped argmax of the main path; L_S (eq. 5)
-  the spatial-consistency loss on Sobel responses of S in the X, Y and diagonal (XY) directions,
-  ``|S_x - S_y| + |S_x - S_xy| + |S_y - S_xy|``.
-- SGD, learning rate 0.36, momentum 0.9, 50 iterations (section 4.1); the segmentation is the argmax of S
-  after the last iteration.
-
-Choices where the paper is silent, and why:
-
-- Widths: 16 feature channels, N = 2 I-LKA blocks, K = 32 output clusters. The paper gives none of these;
-  its lineage (Kim et al.'s differentiable feature clustering, SGSCN) starts from many clusters and lets
-  the argmax self-training merge them; 16 channels (channels-last on the CPU) keep 50 iterations on a
-  128 x 128 image around ten seconds on one CPU core (32 channels take 2.5 times as long). K and the width
-  are parameters (`n_clusters`, `width`).
-- I-LKA sizes: depth-wise convs 3, 5 and 7 summed (the "inception" set of eq. 1), then a 7x7 depth-wise
-  conv with dilation 3 (the LKA decomposition of a 21x21 kernel, as in the LKA paper the I-LKA extends).
-- Deformable convolution (no torchvision dependency): the 2 x 9 offsets come from a 3x3 conv initialised to
-  zero (so training starts as a plain convolution, as DCN does); the input is bilinearly sampled at the
-  offset kernel positions with `grid_sample` and combined by the kernel weights.
-- L_AT: the affine warp (rotation +-45 deg, scale [0.8, 1.3], translation +-10 %, the same family as the
-  other methods here; the paper names only "affine") is applied to the I-LKA features, the second head is a
-  1x1 conv + BatchNorm, the target is the main argmax warped with nearest-neighbour sampling, and pixels
-  whose source lies outside the image are ignored.
-- L_S is applied to the BatchNorm-ed score map S (what the argmax is taken of), averaged over pixels and
-  channels (the paper writes a sum; the mean keeps lambda = 0.3 meaningful for any image size).
-- Input: the engine's normalisation ([-1, 1]; uint8 as x/255*2-1), all channels. The paper's lung variant
-  that feeds pixel values to the final clustering is not used.
-- Output: the clusters present in the final argmax renumbered 1..n in order of their channel index.
+The design, its sources and the choices made: docs/peer-methods.md, section `methods/s3net.py`.
 """
 
 from __future__ import annotations
@@ -48,11 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.device import resolve_device
 from ..core.imagedata import ImageData
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from ..learn.sampling import make_generator
+from ..learn.transforms import random_affine, sobel, valid_mask, warp
 from .labels import relabel_consecutive
-from .preprocessing import normalised_2d, require_2d
-from .transforms import make_generator, random_affine, sobel, valid_mask, warp
+from .preprocessing import normalized_2d, require_2d
 
 S3_ITERATIONS = 50
 S3_LR = 0.36
@@ -188,11 +155,9 @@ def segment_image_s3net(
 
     `history`, if given, receives the total loss of every iteration (for tests and benchmarks).
     """
-    from ..core.device import resolve_device
-
     require_2d(image, "s3net")
     dev = resolve_device(device)
-    x = normalised_2d(image).to(dev)
+    x = normalized_2d(image).to(dev)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = S3Net(x.shape[1], width, n_clusters).to(dev)

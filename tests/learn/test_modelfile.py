@@ -12,20 +12,12 @@ import torch
 from safetensors.torch import save_file
 
 import CUTSSegmentationLib
+from CUTSSegmentationLib.core.errors import ModelFileError
+from CUTSSegmentationLib.core.imagedata import ImageData
 from CUTSSegmentationLib.learn import modelfile
 from CUTSSegmentationLib.learn.embedding import compute_embeddings
 from CUTSSegmentationLib.learn.encoder import CUTSEncoder
-from CUTSSegmentationLib.core.errors import ModelFileError
-from CUTSSegmentationLib.core.imagedata import ImageData
 from CUTSSegmentationLib.learn.modelfile import FORMAT_TAG, TrainedModel, check_compatible, load_model, save_model
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def make_model(channels: int = 3, seed: int = 0) -> TrainedModel:

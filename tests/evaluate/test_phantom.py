@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from CUTSSegmentationLib.evaluate.phantom import (
+    DEFAULT_ORIGIN_3D,
+    DEFAULT_SPACING_3D,
+    LABELS_2D,
+    LABELS_3D,
+    oblique_direction,
+    synthetic_image_2d,
+    synthetic_phantom_3d,
+)
 from CUTSSegmentationLib.io.validation import validate_image
-from CUTSSegmentationLib.evaluate.phantom import DEFAULT_ORIGIN_3D, DEFAULT_SPACING_3D, LABELS_2D, LABELS_3D, oblique_direction, synthetic_image_2d, synthetic_phantom_3d
 
 
 def _components(mask: np.ndarray) -> int:

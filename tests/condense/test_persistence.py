@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.condense.persistence import persistent_structures
+from CUTSSegmentationLib.core.errors import InputError
 
 # Three nested levels of a 4 x 5 image (20 px), finest first. Merges keep one member's id:
 # L1: 2 -> 1, 6 -> 3; L2: 5 -> 4, 3 -> 1.
-L0 = [[1, 1, 2, 2, 3],
-      [1, 1, 2, 2, 3],
-      [4, 4, 5, 5, 3],
-      [4, 4, 5, 5, 6]]
-L1 = [[1, 1, 1, 1, 3],
-      [1, 1, 1, 1, 3],
-      [4, 4, 5, 5, 3],
-      [4, 4, 5, 5, 3]]
+L0 = [[1, 1, 2, 2, 3], [1, 1, 2, 2, 3], [4, 4, 5, 5, 3], [4, 4, 5, 5, 6]]
+L1 = [[1, 1, 1, 1, 3], [1, 1, 1, 1, 3], [4, 4, 5, 5, 3], [4, 4, 5, 5, 3]]
 L2 = [[1, 1, 1, 1, 1],
       [1, 1, 1, 1, 1],
       [4, 4, 4, 4, 1],
@@ -51,8 +45,10 @@ def test_min_area_drops_persistent_but_small_structures() -> None:
                          [4, 4, 4, 4, 1]])  # fmt: skip
     assert np.array_equal(out, expected)
     # the threshold value itself is kept: 0.2 * 20 = 4 px keeps ids 3 and 5
-    assert np.array_equal(persistent_structures(nested_levels(), min_area_fraction=0.2),
-                          persistent_structures(nested_levels(), min_area_fraction=0.1))
+    assert np.array_equal(
+        persistent_structures(nested_levels(), min_area_fraction=0.2),
+        persistent_structures(nested_levels(), min_area_fraction=0.1),
+    )
 
 
 def test_unpainted_pixels_stay_zero_and_small_persistent_ids_end_on_top() -> None:
@@ -172,8 +168,8 @@ def test_pipeline_persistent_map_ignores_the_fine_levels() -> None:
     most 24 clusters: 2 groups x 40 sub-clusters of embeddings give fine levels (> 24 clusters) that must not
     enter the map."""
     from CUTSSegmentationLib.condense.condensation import condense
-    from CUTSSegmentationLib.core.imagedata import ImageData
     from CUTSSegmentationLib.condense.persistence import persistent_level_indices
+    from CUTSSegmentationLib.core.imagedata import ImageData
     from CUTSSegmentationLib.pipeline import build_hierarchy
 
     rng = np.random.default_rng(0)

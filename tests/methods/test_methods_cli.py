@@ -8,22 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from CUTSSegmentationLib.cli import main
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
-from CUTSSegmentationLib.io.writing import write_png
 from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+from CUTSSegmentationLib.io.writing import write_png
 
 OUTPUTS = {"hierarchy.npz", "persistent.nrrd", "segmentation.seg.nrrd", "levels.png"}
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +34,12 @@ def run(*args: str) -> int:
 
 def test_train_with_objective_and_segment_with_the_model(inputs, tmp_path) -> None:
     model = tmp_path / "iic.safetensors"
-    assert run("train", str(inputs["image"]), "--objective", "iic", "--clusters", "6", "--epochs", "2",
-               "--out", str(model)) == 0
+    assert (
+        run(
+            "train", str(inputs["image"]), "--objective", "iic", "--clusters", "6", "--epochs", "2", "--out", str(model)
+        )
+        == 0
+    )
     card = json.loads(model.with_suffix(".json").read_text())
     assert card["objective"]["name"] == "iic" and card["cluster_head"] == {"n_clusters": 6}
     out = tmp_path / "seg"
@@ -81,8 +76,10 @@ def test_per_image_methods_write_the_same_files(inputs, tmp_path, method, extra)
 def test_atlas_method_with_an_atlas(inputs, tmp_path) -> None:
     out = tmp_path / "atlas"
     atlas = f"{inputs['atlas']},{inputs['labels']}"
-    assert run("segment", str(inputs["image"]), "--method", "atlas", "--atlas", atlas, "--epochs", "3",
-               "--out", str(out)) == 0
+    assert (
+        run("segment", str(inputs["image"]), "--method", "atlas", "--atlas", atlas, "--epochs", "3", "--out", str(out))
+        == 0
+    )
     assert {p.name for p in out.iterdir()} == OUTPUTS
     hierarchy = Hierarchy.load(out / "hierarchy.npz")
     assert hierarchy.n_levels == 1 and set(np.unique(hierarchy.levels[0])) <= {1, 2, 3, 4, 5}

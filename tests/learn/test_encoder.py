@@ -8,18 +8,17 @@ import torch
 from skimage.metrics import structural_similarity
 
 from CUTSSegmentationLib.core.device import describe_device, resolve_device
-from CUTSSegmentationLib.learn.encoder import CUTSEncoder, PatchReconHead
 from CUTSSegmentationLib.core.errors import CUTSError
+from CUTSSegmentationLib.learn.encoder import CUTSEncoder, PatchReconHead
 from CUTSSegmentationLib.learn.losses import contrastive_loss, cuts_loss, reconstruction_loss
-from CUTSSegmentationLib.learn.sampling import border_margin, extract_patches, gather_pixels, make_generator, patch_ssim, sample_pairs
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from CUTSSegmentationLib.learn.sampling import (
+    border_margin,
+    extract_patches,
+    gather_pixels,
+    make_generator,
+    patch_ssim,
+    sample_pairs,
+)
 
 
 def _encoder(channels: int = 3, seed: int = 0) -> CUTSEncoder:
@@ -84,9 +83,7 @@ def test_patch_ssim_matches_skimage_and_screens() -> None:
         inverted = 1 - a
         for b in (similar, dissimilar, inverted):
             ours = patch_ssim(torch.tensor(a), torch.tensor(b)).item()
-            ref = structural_similarity(
-                a, b, win_size=5, data_range=float(a.max() - a.min()), channel_axis=0
-            )
+            ref = structural_similarity(a, b, win_size=5, data_range=float(a.max() - a.min()), channel_axis=0)
             assert ours == pytest.approx(ref, abs=1e-9)
         assert patch_ssim(torch.tensor(a), torch.tensor(similar)).item() > 0.5
         assert patch_ssim(torch.tensor(a), torch.tensor(dissimilar)).item() < 0.5

@@ -9,19 +9,12 @@ import torch
 from CUTSSegmentationLib.condense.binarize import binarize_with_hint
 from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.evaluate.metrics import dice
-from CUTSSegmentationLib.methods.gmm import fit_gmm, foreground_probability, segment_image_gmm
-from CUTSSegmentationLib.methods.s3net import DeformConv2d, segment_image_s3net, spatial_consistency_loss
 from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d, synthetic_phantom_3d
+from CUTSSegmentationLib.learn.gaussian_mixture import fit_gmm
+from CUTSSegmentationLib.methods.gmm import foreground_probability, segment_image_gmm
+from CUTSSegmentationLib.methods.s3net import DeformConv2d, segment_image_s3net, spatial_consistency_loss
 
 STRUCTURES = (2, 3, 4, 5)
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def hint_dice(labels: np.ndarray, mask: np.ndarray) -> float:

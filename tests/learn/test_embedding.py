@@ -6,22 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+from CUTSSegmentationLib.core.errors import CancelledError, InputError, ResourceError
+from CUTSSegmentationLib.core.imagedata import ImageData
+from CUTSSegmentationLib.core.progress import CancelToken
 from CUTSSegmentationLib.learn import embedding
 from CUTSSegmentationLib.learn.embedding import compute_embeddings, iter_slice_embeddings
 from CUTSSegmentationLib.learn.encoder import CUTSEncoder
-from CUTSSegmentationLib.core.errors import CancelledError, InputError, ResourceError
-from CUTSSegmentationLib.core.imagedata import ImageData
 from CUTSSegmentationLib.learn.modelfile import TrainedModel
-from CUTSSegmentationLib.learn.normalization import card_entry, choose_normalisation, compute_params, normalise, params_for_inference
-from CUTSSegmentationLib.core.progress import CancelToken
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from CUTSSegmentationLib.learn.normalization import (
+    card_entry,
+    choose_normalization,
+    compute_params,
+    normalize,
+    params_for_inference,
+)
 
 
 def grey_model(mode: str = "percentile") -> TrainedModel:
@@ -38,7 +36,7 @@ def volume(z: int = 3, y: int = 20, x: int = 24) -> ImageData:
 
 def reference(model: TrainedModel, image: ImageData) -> np.ndarray:
     """Straightforward whole-volume forward pass: (Z*Y*X, D) raster order, unnormalised."""
-    x = torch.from_numpy(normalise(image, "percentile")).permute(0, 3, 1, 2)
+    x = torch.from_numpy(normalize(image, "percentile")).permute(0, 3, 1, 2)
     with torch.no_grad():
         out = model.encoder.eval().to(memory_format=torch.contiguous_format)(x)
     return out.permute(0, 2, 3, 1).reshape(-1, out.shape[1]).numpy()
@@ -47,7 +45,7 @@ def reference(model: TrainedModel, image: ImageData) -> np.ndarray:
 def test_compute_embeddings_raster_order_and_l2() -> None:
     model, image = grey_model(), volume()
     ref = reference(model, image)
-    raw = compute_embeddings(model, image, device="cpu", l2_normalise=False)
+    raw = compute_embeddings(model, image, device="cpu", l2_normalize=False)
     assert raw.shape == (3 * 20 * 24, 128) and raw.dtype == np.float32
     np.testing.assert_allclose(raw, ref, rtol=1e-4, atol=1e-5)
     unit = compute_embeddings(model, image, device="cpu")
@@ -59,11 +57,13 @@ def test_iter_slice_embeddings_yields_slices_in_order_float16() -> None:
     model, image = grey_model(), volume()
     events: list[tuple[str, float]] = []
     items = list(
-        iter_slice_embeddings(model, image, device="cpu", batch_slices=2, progress=lambda s, f, m: events.append((s, f)))
+        iter_slice_embeddings(
+            model, image, device="cpu", batch_slices=2, progress=lambda s, f, m: events.append((s, f))
+        )
     )
     assert [z for z, _ in items] == [0, 1, 2]
     assert all(e.shape == (20 * 24, 128) and e.dtype == np.float16 for _, e in items)
-    full = compute_embeddings(model, image, device="cpu", l2_normalise=False)
+    full = compute_embeddings(model, image, device="cpu", l2_normalize=False)
     np.testing.assert_allclose(items[1][1].astype(np.float32), full[480:960], rtol=2e-3, atol=2e-3)
     assert {s for s, _ in events} == {"embed"} and events[-1][1] == 1.0
 
@@ -71,9 +71,9 @@ def test_iter_slice_embeddings_yields_slices_in_order_float16() -> None:
 def test_tiled_large_slices_match_whole_slice(monkeypatch) -> None:
     model = grey_model()
     image = volume(1, 70, 90)
-    whole = compute_embeddings(model, image, device="cpu", l2_normalise=False)
+    whole = compute_embeddings(model, image, device="cpu", l2_normalize=False)
     monkeypatch.setattr(embedding, "CPU_PIXEL_BUDGET", 40 * 40)  # 24 px tile cores with 8 px halos
-    tiled = compute_embeddings(model, image, device="cpu", l2_normalise=False)
+    tiled = compute_embeddings(model, image, device="cpu", l2_normalize=False)
     np.testing.assert_allclose(tiled, whole, rtol=1e-4, atol=1e-5)
 
 
@@ -83,7 +83,7 @@ def test_cancel_and_memory_guard(monkeypatch) -> None:
     token.cancel()
     with pytest.raises(CancelledError):
         compute_embeddings(model, image, device="cpu", cancel=token)
-    monkeypatch.setattr(embedding, "_available_memory", lambda: 1000)
+    monkeypatch.setattr(embedding, "available_memory_bytes", lambda: 1000)
     with pytest.raises(ResourceError, match="GiB"):
         compute_embeddings(model, image, device="cpu")
 
@@ -100,29 +100,29 @@ def test_embedding_speed_smoke() -> None:
 
 def test_uint8_normalisation_is_the_papers() -> None:
     image = ImageData(np.array([0, 127.5, 255], np.float32).reshape(1, 1, 3, 1), is_2d=True, source_dtype="uint8")
-    assert choose_normalisation(image) == "uint8"
-    np.testing.assert_allclose(normalise(image, "uint8").ravel(), [-1.0, 0.0, 1.0], atol=1e-6)
+    assert choose_normalization(image) == "uint8"
+    np.testing.assert_allclose(normalize(image, "uint8").ravel(), [-1.0, 0.0, 1.0], atol=1e-6)
 
 
 def test_percentile_normalisation_per_channel() -> None:
     rng = np.random.default_rng(0)
     arr = np.stack([rng.normal(0, 1, (4, 30, 30)), rng.normal(1000, 300, (4, 30, 30))], axis=-1).astype(np.float32)
     image = ImageData(arr, source_dtype="float32")
-    assert choose_normalisation(image) == "percentile"
-    assert choose_normalisation(ImageData(arr)) == "percentile"  # unknown dtype
-    out = normalise(image, "percentile")
+    assert choose_normalization(image) == "percentile"
+    assert choose_normalization(ImageData(arr)) == "percentile"  # unknown dtype
+    out = normalize(image, "percentile")
     assert out.shape == arr.shape and out.dtype == np.float32
     assert out.min() == -1.0 and out.max() == 1.0
     for c in range(2):
         p = np.percentile(out[..., c], [0.5, 50, 99.5])
         assert p[0] == pytest.approx(-1.0, abs=0.02) and p[2] == pytest.approx(1.0, abs=0.02) and abs(p[1]) < 0.1
     constant = ImageData(np.full((1, 5, 5, 1), 7.0, np.float32))
-    assert np.all(normalise(constant, "percentile") == 0.0)
+    assert np.all(normalize(constant, "percentile") == 0.0)
     with pytest.raises(InputError):
-        normalise(image, "zscore")
+        normalize(image, "zscore")
     bad = ImageData(np.full((1, 5, 5, 1), np.nan, np.float32))
     with pytest.raises(InputError, match="NaN"):
-        normalise(bad, "percentile")
+        normalize(bad, "percentile")
 
 
 def test_card_params_per_image_or_fixed() -> None:

@@ -7,21 +7,13 @@ import pytest
 import torch
 from scipy.cluster.vq import kmeans2
 
-from CUTSSegmentationLib.learn.embedding import compute_embeddings
-from CUTSSegmentationLib.learn.encoder import CUTSEncoder
 from CUTSSegmentationLib.core.errors import CancelledError, InputError
 from CUTSSegmentationLib.core.imagedata import ImageData
-from CUTSSegmentationLib.learn.modelfile import TrainedModel, load_model
 from CUTSSegmentationLib.core.progress import CancelToken
+from CUTSSegmentationLib.learn.embedding import compute_embeddings
+from CUTSSegmentationLib.learn.encoder import CUTSEncoder
+from CUTSSegmentationLib.learn.modelfile import TrainedModel, load_model
 from CUTSSegmentationLib.learn.training import CPU_CROP, GPU_CROP, TrainConfig, train_encoder
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def two_structure_image(seed: int, n: int = 64) -> tuple[ImageData, np.ndarray]:
@@ -45,7 +37,7 @@ def kmeans_accuracy(model: TrainedModel, image: ImageData, mask: np.ndarray) -> 
     return float(np.median(scores))
 
 
-SMALL = dict(batch_size=4, crop_size=48, device="cpu")
+SMALL = {"batch_size": 4, "crop_size": 48, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import torch
 from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.core.imagedata import ImageData
 from CUTSSegmentationLib.evaluate.metrics import dice
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+from CUTSSegmentationLib.learn.transforms import warp
 from CUTSSegmentationLib.methods.atlas import (
     integrate_velocity,
     parse_atlas_argument,
@@ -18,18 +20,8 @@ from CUTSSegmentationLib.methods.atlas import (
     train_atlas_registration,
     warp_by_displacement,
 )
-from CUTSSegmentationLib.methods.transforms import warp
-from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
 
 STRUCTURES = (2, 3, 4, 5)
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def moved_atlas(image: ImageData, truth: np.ndarray, degrees: float = 8.0) -> tuple[ImageData, np.ndarray]:

@@ -11,23 +11,15 @@ import torch
 from CUTSSegmentationLib.condense.binarize import binarize_with_hint
 from CUTSSegmentationLib.core.errors import CUTSError, ModelFileError
 from CUTSSegmentationLib.evaluate.metrics import dice
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
 from CUTSSegmentationLib.learn.cluster_head import cluster_head_map
 from CUTSSegmentationLib.learn.encoder import ClusterHead
-from CUTSSegmentationLib.methods.objectives import mutual_information_loss, patch_contrastive_loss
 from CUTSSegmentationLib.learn.modelfile import load_model, save_model
-from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+from CUTSSegmentationLib.learn.peer_objectives import mutual_information_loss, patch_contrastive_loss
 from CUTSSegmentationLib.learn.training import TrainConfig, train_encoder
 
 STRUCTURES = (2, 3, 4, 5)  # disc, ring, bright blob, dark ellipse of `synthetic_image_2d`
-SMALL = dict(batch_size=4, crop_size=48, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+SMALL = {"batch_size": 4, "crop_size": 48, "device": "cpu"}
 
 
 def hint_dice(labels: np.ndarray, mask: np.ndarray) -> float:
@@ -158,7 +150,10 @@ def test_model_file_round_trip_with_cluster_head(infomax_model, tmp_path) -> Non
     tensors = load_file(str(path))
     card = json.loads(json.dumps(loaded.card))
     card["cluster_head"] = {"n_clusters": 7}
-    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={
-        "format": "cuts-segmentation-model", "format_version": "1", "card": json.dumps(card)})
+    save_file(
+        tensors,
+        str(tmp_path / "bad.safetensors"),
+        metadata={"format": "cuts-segmentation-model", "format_version": "1", "card": json.dumps(card)},
+    )
     with pytest.raises(ModelFileError, match="cluster head"):
         load_model(tmp_path / "bad.safetensors")

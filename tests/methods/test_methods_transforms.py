@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
-from CUTSSegmentationLib.methods.labels import relabel_consecutive, single_level_hierarchy
-from CUTSSegmentationLib.methods.transforms import (
+from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+from CUTSSegmentationLib.learn.sampling import make_generator
+from CUTSSegmentationLib.learn.transforms import (
     local_cross_correlation,
-    make_generator,
     random_affine,
     random_gamma,
     sobel,
@@ -21,7 +21,7 @@ from CUTSSegmentationLib.methods.transforms import (
     valid_mask,
     warp,
 )
-from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+from CUTSSegmentationLib.methods.labels import relabel_consecutive, single_level_hierarchy
 
 
 def _invert(theta: torch.Tensor) -> torch.Tensor:

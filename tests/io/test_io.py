@@ -10,15 +10,15 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from CUTSSegmentationLib.io import memory, writing
 from CUTSSegmentationLib.core.errors import InputError, ResourceError
 from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
+from CUTSSegmentationLib.evaluate.phantom import oblique_direction, synthetic_phantom_3d
+from CUTSSegmentationLib.io import memory, writing
 from CUTSSegmentationLib.io.inputs import collect_inputs
 from CUTSSegmentationLib.io.memory import available_memory_bytes, check_fits_in_memory, estimate_job_bytes
 from CUTSSegmentationLib.io.reading import read_image, read_label_mask
 from CUTSSegmentationLib.io.validation import validate_image
 from CUTSSegmentationLib.io.writing import write_label_image, write_png
-from CUTSSegmentationLib.evaluate.phantom import oblique_direction, synthetic_phantom_3d
 
 OBLIQUE = Geometry(spacing=(0.7, 0.8, 2.5), origin=(-12.5, 30.25, 7.0), direction=oblique_direction(20.0))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
 from CUTSSegmentationLib.core.progress import LineProgress, parse_progress_line
 

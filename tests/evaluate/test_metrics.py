@@ -10,8 +10,8 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.metrics import hausdorff_distance, structural_similarity
 
-from CUTSSegmentationLib.evaluate import metrics
 from CUTSSegmentationLib.core.errors import InputError
+from CUTSSegmentationLib.evaluate import metrics
 from CUTSSegmentationLib.evaluate.metrics import dice, ergas, evaluate_binary, hausdorff, rmse, ssim
 
 

@@ -1,0 +1,25 @@
+"""The Examples sections of the public API's docstrings run and print what they say (those not marked SKIP)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "CUTSSegmentationLib.core.label_dtypes",
+    "CUTSSegmentationLib.condense.hierarchy",
+    "CUTSSegmentationLib.io.validation",
+    "CUTSSegmentationLib.learn.objective",
+    "CUTSSegmentationLib.learn.objective_registry",
+    "CUTSSegmentationLib.learn.training",
+    "CUTSSegmentationLib.methods.registry",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_examples_run(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no runnable example"
+    assert result.failed == 0
