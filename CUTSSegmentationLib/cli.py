@@ -16,8 +16,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__
-from .condense.binarize import binarize_at_seed
-from .condense.hierarchy import Hierarchy
+from .condense.hierarchy import AUTO, PERSISTENT, Hierarchy, parse_level
+from .condense.structures import structure_at_seed
 from .core.errors import CancelledError, CUTSError, InputError, ModelFileError, ResourceError
 from .core.imagedata import ImageData
 from .core.progress import ConsoleProgress, LineProgress, ProgressCallback, no_progress
@@ -192,10 +192,21 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         seed = tuple(hierarchy.geometry.ras_to_index(_parse_floats(args.seed_ras, "--seed-ras", (3,))))
         if hierarchy.is_2d:
             seed = seed[:2] + (round(seed[2]),)
-    labels = hierarchy.label_map(args.level, name="--level")
-    mask = binarize_at_seed(labels, seed).astype(np.uint8)
+    level = parse_level(args.level, name="--level")
+    if level == AUTO:
+        structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class)
+        where = (
+            f"level {structure.level} ({int(hierarchy.n_clusters[structure.level])} clusters), "
+            f"the same region over {structure.persistence} level(s)"
+        )
+    else:
+        labels = hierarchy.label_map(level, name="--level")
+        structure = structure_at_seed(labels[None], seed, level=0, whole_class=args.whole_class)
+        where = "the persistent map" if level == PERSISTENT else f"level {level}"
+    mask = structure.mask.astype(np.uint8)
     write_label_image(mask, hierarchy.geometry, args.out, hierarchy.is_2d)
-    print(f"{int(mask.sum())} voxels selected -> {args.out}", file=sys.stderr)
+    kind = "voxels of the seed's class" if args.whole_class else "voxels of the structure under the seed"
+    print(f"{structure.voxels} {kind} at {where} -> {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -266,7 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hierarchy", help="hierarchy.npz written by 'cuts segment'")
     p.add_argument("--seed", help="voxel index X,Y[,Z] (image x, y, z order)")
     p.add_argument("--seed-ras", help="physical point R,A,S in millimetres, as 3D Slicer shows it")
-    p.add_argument("--level", default="persistent", help="level index (0 = finest) or 'persistent' (default)")
+    p.add_argument(
+        "--level",
+        default="auto",
+        help="auto (default: the level before the region under the seed first grows 2.5-fold), "
+        "a level index (0 = finest, -1 = coarsest) or 'persistent'",
+    )
+    p.add_argument(
+        "--whole-class",
+        action="store_true",
+        help="keep every voxel with the seed's label at that level, not only the connected structure under it",
+    )
     p.add_argument("--out", required=True, help="mask file (.nrrd, .nii.gz, .mha)")
     p.add_argument("--progress", choices=("bar", "lines", "none"), default="bar", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_binarize)

@@ -14,11 +14,13 @@ import numpy as np
 
 from . import __version__
 from .condense.condensation import CondensationConfig, CondensationResult, condense
+from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy
 from .core.errors import InputError
 from .core.imagedata import ImageData
 from .core.label_dtypes import smallest_uint
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from .core.working_grid import block_mean, in_plane_factor, to_image_grid
 
 
 def train(
@@ -105,24 +107,28 @@ def segment(
     check_fits_in_memory(image.array.shape[:3], image.channels)
     timings: dict[str, float] = {}
     torch_device = resolve_device(device)
+    factor = in_plane_factor(image)
+    working = block_mean(image, factor)
     if model is None:
         t0 = time.perf_counter()
-        model = train([image], epochs=train_epochs, device=device, seed=seed, progress=progress, cancel=cancel)
+        model = train([working], epochs=train_epochs, device=device, seed=seed, progress=progress, cancel=cancel)
         timings["train_s"] = time.perf_counter() - t0
-    check_compatible(model, image)
+    check_compatible(model, working)
     check_cancel(cancel)
 
     t0 = time.perf_counter()
     embeddings = compute_embeddings(
-        model, image, device=torch_device, dtype=np.float16, progress=progress, cancel=cancel
+        model, working, device=torch_device, dtype=np.float16, progress=progress, cancel=cancel
     )
     timings["embed_s"] = time.perf_counter() - t0
     check_cancel(cancel)
 
     t0 = time.perf_counter()
-    config = condensation or CondensationConfig(seed=seed)
-    result = condense(embeddings, config, device=torch_device, progress=progress, cancel=cancel)
-    del embeddings
+    config = (condensation or CondensationConfig(seed=seed)).resolved(is_volume=not image.is_2d)
+    features = condensation_features(embeddings, working, config.intensity_weight, seed=config.seed)
+    result = condense(features, config, device=torch_device, progress=progress, cancel=cancel)
+    del embeddings, features
+    result.atom_labels = to_image_grid(result.atom_labels, factor, image.array.shape[:3])
     timings["condense_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -132,6 +138,7 @@ def segment(
         "model": _card_summary(model),
         "condensation": result.config,
         "condensation_timings": result.timings,
+        "working_grid_in_plane_factor": factor,
     }
     hierarchy = build_hierarchy(result, image, info=info)
     timings["levels_s"] = time.perf_counter() - t0

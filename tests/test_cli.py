@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import slicerio
+from scipy import ndimage as ndi
 
 from CUTSSegmentationLib.cli import main
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
+from CUTSSegmentationLib.condense.structures import structure_at_seed
 from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d, synthetic_phantom_3d
 from CUTSSegmentationLib.io.writing import write_png
 
@@ -62,7 +64,24 @@ def test_binarize_seed_and_levels(segmented: Path, tmp_path: Path) -> None:
     )
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))).reshape(64, 64)
     assert mask.dtype == np.uint8
-    assert np.array_equal(mask.astype(bool), coarsest == coarsest[20, 10])
+    # the connected region under the seed (cavities filled), a part of the seed's class
+    component = structure_at_seed(coarsest[None], (10, 20), level=0).mask
+    assert np.array_equal(mask.astype(bool), component)
+    assert (
+        mask.astype(bool)[20, 10]
+        and not (mask.astype(bool) & ~ndi.binary_fill_holes(coarsest == coarsest[20, 10])).any()
+    )
+    whole = tmp_path / "whole.nrrd"
+    args = ["binarize", str(segmented / "hierarchy.npz"), "--seed", "10,20", "--level", "-1", "--whole-class"]
+    assert main([*args, "--out", str(whole)]) == 0
+    assert np.array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(whole))).reshape(64, 64), coarsest == coarsest[20, 10]
+    )
+    # default: the structure's own level, chosen across the hierarchy
+    auto = tmp_path / "auto.nrrd"
+    assert main(["binarize", str(segmented / "hierarchy.npz"), "--seed", "10,20", "--out", str(auto)]) == 0
+    expected = structure_at_seed(h.levels, (10, 20)).mask
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(auto))).reshape(64, 64).astype(bool), expected)
     # RAS seed: for a PNG (identity geometry) RAS = (-x, -y, 0)
     ras_path = tmp_path / "ras.nrrd"
     assert (

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -15,13 +15,15 @@ import torch
 
 from ..core.errors import InputError
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from .features import JoinedFeatures
 
 
 @dataclass
 class CondensationConfig:
     """Knobs of the fast condensation; the defaults are what the benchmarks in docs/ were measured with."""
 
-    #: upper bound on the number of weighted atoms the pixels are pre-aggregated into
+    #: upper bound on the number of weighted atoms the pixels are pre-aggregated into (1536 atoms measured worse
+    #: than 1024 on the spine T2 MRI: seed-point Dice 0.889 vs 0.965, docs/benchmarks.md, 3D volumes)
     n_atoms: int = 1024
     #: PCA dimensions used for pre-aggregation and condensation (the embedding's own size if smaller)
     pca_dim: int = 32
@@ -55,6 +57,19 @@ class CondensationConfig:
     seed: int = 0
     #: pixels per chunk when assigning pixels to atoms (bounds temporary memory)
     chunk_size: int = 8192
+    #: spread of the voxels' own intensities joined to the embeddings (`features.JoinedFeatures`); None: 1.0 for
+    #: volumes, 0 for 2D images (the retina benchmark's setting)
+    intensity_weight: Optional[float] = None
+
+    def resolved(self, is_volume: bool) -> "CondensationConfig":
+        """A copy with the automatic settings filled in for a volume or a 2D image."""
+        weight = self.intensity_weight
+        if weight is None:
+            weight = VOLUME_INTENSITY_WEIGHT if is_volume else 0.0
+        return replace(self, intensity_weight=float(weight))
+
+
+VOLUME_INTENSITY_WEIGHT = 1.0
 
 
 @dataclass
@@ -130,9 +145,10 @@ def _kmeans(
     sample = points[sample_idx]
     init = torch.randperm(sample.shape[0], generator=generator)[:k].to(device)
     centroids = sample[init].clone()
-    # Cheap refinement on the sample, then full-data passes (the last one only assigns).
-    full_passes = 2 if n > sample.shape[0] else iters
-    sample_passes = max(0, iters - full_passes)
+    # Lloyd passes on the sample only, then one assignment pass over all points: atoms only need to be tight,
+    # and a full pass per iteration was most of the time on volumes (each pass is N x M distances).
+    full_passes = 0 if n > sample.shape[0] else iters
+    sample_passes = iters - full_passes
     for source, passes in ((sample, sample_passes), (points, full_passes)):
         for _ in range(passes):
             labels = _nearest_centroid(source, centroids, chunk)
@@ -336,13 +352,16 @@ def select_levels(
 
 
 def condense(
-    embeddings: np.ndarray,
+    embeddings: "np.ndarray | JoinedFeatures",
     config: Optional[CondensationConfig] = None,
     device: Optional[torch.device] = None,
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
 ) -> CondensationResult:
-    """Condense (N, D) pixel embeddings (float16 or float32, rows in raster order) into a hierarchy."""
+    """Condense (N, D) pixel embeddings (float16 or float32, rows in raster order) into a hierarchy.
+
+    `embeddings` may also be a `features.JoinedFeatures` (embeddings joined with intensities, read in chunks).
+    """
     config = config or CondensationConfig()
     device = device or torch.device("cpu")
     if embeddings.ndim != 2 or embeddings.shape[0] < 2:

@@ -21,12 +21,14 @@ from ..core.label_dtypes import smallest_uint
 HIERARCHY_FORMAT = "cuts-hierarchy/1"
 #: The level name of the persistent-structures map.
 PERSISTENT = "persistent"
-#: A kept level's index (negative counts from the coarsest) or `PERSISTENT`.
+#: The level name of "the structure's own level", chosen per click (`condense.structures.structure_at_seed`).
+AUTO = "auto"
+#: A kept level's index (negative counts from the coarsest), `PERSISTENT` or `AUTO`.
 LevelSpec = Union[int, str]
 
 
 def parse_level(value: Union[None, int, str], name: str = "level") -> LevelSpec:
-    """A level as users write it: ``"persistent"`` (or None) or an integer index, as text or a number.
+    """A level as users write it: ``"persistent"`` (or None), ``"auto"`` or an integer index, as text or a number.
 
     Parameters
     ----------
@@ -37,7 +39,7 @@ def parse_level(value: Union[None, int, str], name: str = "level") -> LevelSpec:
 
     Returns
     -------
-    int or "persistent"
+    int, "persistent" or "auto"
 
     Raises
     ------
@@ -46,20 +48,20 @@ def parse_level(value: Union[None, int, str], name: str = "level") -> LevelSpec:
 
     Examples
     --------
-    >>> parse_level("3"), parse_level(None), parse_level(" Persistent ")
-    (3, 'persistent', 'persistent')
+    >>> parse_level("3"), parse_level(None), parse_level(" Persistent "), parse_level("auto")
+    (3, 'persistent', 'persistent', 'auto')
     """
     if value is None:
         return PERSISTENT
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     text = str(value).strip().lower()
-    if text == PERSISTENT:
-        return PERSISTENT
+    if text in (PERSISTENT, AUTO):
+        return text
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"{name} must be an integer level index or 'persistent', got '{value}'") from None
+        raise InputError(f"{name} must be an integer level index, 'auto' or 'persistent', got '{value}'") from None
 
 
 @dataclass
@@ -128,6 +130,8 @@ class Hierarchy:
             if self.persistent is None:
                 raise InputError(f"this hierarchy has no persistent-structures map; choose {name} K instead")
             return self.persistent
+        if spec == AUTO:
+            raise InputError(f"{name} auto is chosen per click (structure_at_seed), not one label map; give K or persistent")
         index = int(spec)
         if not -self.n_levels <= index < self.n_levels:
             raise InputError(f"{name} {index} is out of range: this hierarchy has levels 0..{self.n_levels - 1}")

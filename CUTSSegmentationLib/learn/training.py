@@ -33,6 +33,9 @@ PathLike = Union[str, os.PathLike]
 
 #: Total optimiser steps the CPU default aims at (epochs = budget / steps per epoch, at most MAX_EPOCHS).
 CPU_STEP_BUDGET = 400
+#: The same for 3D volumes on the CPU: a volume's slices give many crops per step's worth of content, and the
+#: first result should come in minutes (docs/benchmarks.md, 3D volumes: Dice and time at this budget).
+CPU_VOLUME_STEP_BUDGET = 150
 #: Same for CUDA/MPS; the paper's 200 epochs on the retina set are 800 steps.
 GPU_STEP_BUDGET = 4000
 MAX_EPOCHS = 200
@@ -79,15 +82,15 @@ class TrainConfig:
     cgc_temperature: float = 0.2  #: tau of CGC's mini-patch contrastive loss
     gmm_components: int = 3  #: components of CGC's Gaussian mixture (brightest = foreground)
 
-    def resolved(self, device: torch.device, n_slices: int) -> "TrainConfig":
-        """A copy with epochs and crop_size filled in for this device and training-set size."""
+    def resolved(self, device: torch.device, n_slices: int, volumes: bool = False) -> "TrainConfig":
+        """A copy with epochs and crop_size filled in for this device, training-set size and kind (`volumes`)."""
         accel = is_accelerator(device)
         crop = self.crop_size or (GPU_CROP if accel else CPU_CROP)
         epochs = self.epochs
         if epochs is None:
             per_epoch = self.samples_per_epoch(n_slices)
             steps_per_epoch = max(1, math.ceil(per_epoch / self.batch_size))
-            budget = GPU_STEP_BUDGET if accel else CPU_STEP_BUDGET
+            budget = GPU_STEP_BUDGET if accel else (CPU_VOLUME_STEP_BUDGET if volumes else CPU_STEP_BUDGET)
             epochs = int(min(MAX_EPOCHS, max(1, round(budget / steps_per_epoch))))
         return replace(self, epochs=int(epochs), crop_size=int(crop))
 
@@ -197,7 +200,7 @@ def train_encoder(
     slices = _usable_slices(images)
     if not slices:
         raise InputError("every training image (slice) is constant; nothing to learn from")
-    cfg = config.resolved(device, len(slices))
+    cfg = config.resolved(device, len(slices), volumes=any(not im.is_2d for im in images))
     assert cfg.epochs is not None and cfg.crop_size is not None
     min_side = min(min(im.array.shape[1:3]) for im in images)
     crop = int(min(cfg.crop_size, min_side))

@@ -1,0 +1,240 @@
+"""Structures, not classes: the connected region a click on the hierarchy means.
+
+A level's label is a tissue class: one id can cover a lesion and, far away, the scalp. A clinician who clicks
+the lesion means the connected region under the click. Because the hierarchy is nested (clusters only merge),
+the component under a seed can only grow from the finest level to the coarsest: a chain
+``C_0 <= C_1 <= ... <= C_{L-1}``. The structure a click keeps is the chain's member just before its first
+salient growth (at least 2.5 times larger at the next level): the region stays itself over some levels, then
+merges into something much larger (a lesion into the surrounding white matter, the spinal cord into the CSF
+around it). Any level, or the whole class, stays available.
+
+See docs/architecture.md ("Structures") for the measurements behind the rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import flood
+
+from ..core.errors import InputError
+from .binarize import seed_to_index
+
+#: A chain member smaller than this many voxels is never chosen as the structure (single-voxel specks).
+MIN_STRUCTURE_VOXELS = 8
+#: Growth from one level to the next that marks a structure's boundary (the same choice for every jump in
+#: 2-3 on the development volumes; docs/benchmarks.md, 3D volumes).
+SALIENT_JUMP = 2.5
+
+
+@dataclass(frozen=True)
+class SeedChain:
+    """The nested components under one seed, finest level first.
+
+    Attributes
+    ----------
+    index : tuple of int
+        The seed as an array index ((z,) y, x).
+    sizes : np.ndarray
+        (L,) voxels of the component under the seed at each level (non-decreasing).
+    boxes : list of tuple of slice
+        Bounding box of each component (the finer ones nest inside the coarser ones).
+    """
+
+    index: tuple[int, ...]
+    sizes: np.ndarray
+    boxes: list[tuple[slice, ...]]
+
+    def growth(self) -> np.ndarray:
+        """(L - 1,) relative growth from each level to the next coarser one (>= 1)."""
+        s = self.sizes.astype(np.float64)
+        return s[1:] / np.maximum(s[:-1], 1.0)
+
+    def persistence(self, level: int) -> int:
+        """Consecutive levels around `level` whose region under the seed has the same voxels (nested: same size)."""
+        same = self.sizes == self.sizes[level]
+        lo, hi = level, level
+        while lo > 0 and same[lo - 1]:
+            lo -= 1
+        while hi + 1 < len(same) and same[hi + 1]:
+            hi += 1
+        return hi - lo + 1
+
+    def chosen_level(self, min_voxels: int = MIN_STRUCTURE_VOXELS, jump: float = SALIENT_JUMP) -> int:
+        """The level just before the first growth by at least `jump` (else before the largest growth).
+
+        The first salient jump from the finest level keeps the smallest structure that stands out around the
+        click (a spinal cord before it joins the CSF around it, which later joins everything). Levels whose
+        component is smaller than `min_voxels` are not candidates unless no level is larger; a hierarchy of one
+        level, or a chain that never grows, gives its coarsest level.
+        """
+        n = len(self.sizes)
+        if n == 1:
+            return 0
+        growth = self.growth()
+        candidates = self.sizes[:-1] >= min_voxels
+        if not candidates.any() or float(growth.max()) <= 1.0:
+            return n - 1
+        salient = np.flatnonzero(candidates & (growth >= jump))
+        if salient.size:
+            return int(salient[0])
+        return int(np.argmax(np.where(candidates, growth, -np.inf)))
+
+
+def _box(mask: np.ndarray, offset: Sequence[slice]) -> tuple[slice, ...]:
+    """Bounding box of a non-empty bool mask, in the coordinates of the array `offset` cuts from."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        start = offset[axis].start or 0
+        box.append(slice(start + int(hits[0]), start + int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def component_at(labels: np.ndarray, index: Sequence[int], connectivity: int = 1) -> np.ndarray:
+    """Bool mask of the connected region of equal label that contains `index` (face neighbours by default).
+
+    Examples
+    --------
+    >>> labels = np.array([[1, 1, 2, 1]])
+    >>> component_at(labels, (0, 0)).astype(int).tolist()
+    [[1, 1, 0, 0]]
+    """
+    return flood(np.asarray(labels), tuple(int(i) for i in index), connectivity=connectivity)
+
+
+def seed_chain(levels: np.ndarray, index: Sequence[int], connectivity: int = 1) -> SeedChain:
+    """Sizes and boxes of the component under `index` at every level of `levels` (L, *shape), finest first.
+
+    Coarsest first, each flood runs inside the previous (coarser) component's bounding box: a finer component
+    lies inside the coarser one, so the work shrinks with the structure instead of costing a full pass per level.
+    """
+    levels = np.asarray(levels)
+    index = tuple(int(i) for i in index)
+    n = levels.shape[0]
+    sizes = np.zeros(n, dtype=np.int64)
+    boxes: list[tuple[slice, ...]] = [()] * n
+    box: tuple[slice, ...] = tuple(slice(0, s) for s in levels.shape[1:])
+    for level in range(n - 1, -1, -1):
+        crop = levels[(level,) + box]
+        local = tuple(i - b.start for i, b in zip(index, box))
+        mask = flood(crop, local, connectivity=connectivity)
+        sizes[level] = int(mask.sum())
+        box = _box(mask, box)
+        boxes[level] = box
+    return SeedChain(index=index, sizes=sizes, boxes=boxes)
+
+
+def fill_enclosed(mask: np.ndarray) -> np.ndarray:
+    """`mask` with its enclosed cavities filled, in 3D and then slice by slice.
+
+    A structure is solid as a clinician outlines it: a necrotic core inside a tumour, a vessel inside an
+    organ that is closed in the slice, belong to it.
+    """
+    filled = ndi.binary_fill_holes(mask)
+    if filled.ndim == 3:
+        for z in range(filled.shape[0]):
+            if filled[z].any():
+                filled[z] = ndi.binary_fill_holes(filled[z])
+    return filled
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a click keeps: the mask and where in the hierarchy it came from.
+
+    Attributes
+    ----------
+    mask : np.ndarray
+        Bool, the image's shape.
+    level : int
+        The level the region was taken from.
+    persistence : int
+        Consecutive levels around `level` over which the region under the seed stays the same voxels: how
+        long this structure lives in the hierarchy (the structure's persistence, not its label id's).
+    voxels : int
+        Voxels in `mask` (after filling enclosed cavities).
+    chain_sizes : np.ndarray
+        (L,) voxels of the region under the seed at every level, finest first.
+    """
+
+    mask: np.ndarray
+    level: int
+    persistence: int
+    voxels: int
+    chain_sizes: np.ndarray
+
+
+def structure_at_seed(
+    levels: np.ndarray,
+    seed_index_xyz: Sequence[float],
+    *,
+    level: Optional[int] = None,
+    whole_class: bool = False,
+    fill_holes: bool = True,
+    connectivity: int = 1,
+) -> Structure:
+    """The structure under a seed: its connected region at the chosen level of the hierarchy.
+
+    Parameters
+    ----------
+    levels : np.ndarray
+        (L, *shape) label maps, finest first (a hierarchy's levels; a single map as (1, *shape) works too).
+    seed_index_xyz : sequence of float
+        The click as a voxel index (x, y[, z]); continuous values round half up.
+    level : int, optional
+        Use this level (negative counts from the coarsest) instead of the automatic choice.
+    whole_class : bool
+        Keep every voxel with the seed's label at that level (the tissue class), not only the region under it.
+    fill_holes : bool
+        Fill cavities enclosed by the structure (ignored with `whole_class`).
+    connectivity : int
+        1: face neighbours; ``ndim``: also edge and corner neighbours.
+
+    Returns
+    -------
+    Structure
+        The bool mask (the image's shape), the level used and the chain of component sizes.
+
+    Examples
+    --------
+    >>> fine = np.repeat([1, 2, 3], 10)[None, :]  # (Y=1, X=30): three runs of 10 pixels
+    >>> coarse = np.repeat([1, 1, 3], 10)[None, :]  # 1 and 2 merged
+    >>> coarsest = np.ones((1, 30), dtype=int)
+    >>> s = structure_at_seed(np.stack([fine, coarse, coarsest]), (2, 0))
+    >>> s.level, s.voxels, s.chain_sizes.tolist()  # 10 -> 20 (x2) -> 30 (x1.5): kept before the x2
+    (0, 10, [10, 20, 30])
+    """
+    levels = np.asarray(levels)
+    if levels.ndim not in (3, 4):
+        raise InputError(f"levels must be (L, Y, X) or (L, Z, Y, X), got shape {levels.shape}")
+    if levels.shape[0] == 0:
+        raise InputError("the hierarchy has no levels")
+    index = seed_to_index(seed_index_xyz, levels.shape[1:])
+    if levels[(0,) + index] == 0:
+        raise InputError("the seed is on an unlabelled voxel (label 0): place it inside a structure")
+    chain = seed_chain(levels, index, connectivity=connectivity)
+    if level is None:
+        chosen = chain.chosen_level()
+    else:
+        if not -levels.shape[0] <= int(level) < levels.shape[0]:
+            raise InputError(f"level {level} does not exist (the hierarchy has {levels.shape[0]} levels)")
+        chosen = int(level) % levels.shape[0]
+    labels = levels[chosen]
+    if whole_class:
+        mask = labels == labels[index]
+    else:
+        box = chain.boxes[chosen]
+        local = tuple(i - b.start for i, b in zip(index, box))
+        region = flood(labels[box], local, connectivity=connectivity)
+        if fill_holes:
+            region = fill_enclosed(region)
+        mask = np.zeros(labels.shape, dtype=bool)
+        mask[box] = region
+    return Structure(
+        mask=mask, level=chosen, persistence=chain.persistence(chosen), voxels=int(mask.sum()), chain_sizes=chain.sizes
+    )

@@ -1,0 +1,76 @@
+"""One figure for the 3D benchmark: per case, the axial slice through the click, with outlines.
+
+Each panel is cropped around the structure (with a margin), shows the scan in grey and outlines the
+reference (green), the engine's result for the click (red) and the best baseline's (yellow); the click is a
+cross. Kept small (one PNG, low dpi) so the docs stay light.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+COLOURS = {"reference": "#2ca02c", "engine": "#d62728", "baseline": "#ffdd00"}
+
+
+def _crop(reference: np.ndarray, seed_yx: Sequence[int], margin: float = 0.35) -> tuple[slice, slice]:
+    """The structure's bounding box on this slice grown by `margin` of its size (at least 12 pixels)."""
+    ys, xs = np.nonzero(reference)
+    if ys.size == 0:
+        ys, xs = np.array([seed_yx[0]]), np.array([seed_yx[1]])
+    box = []
+    for lo, hi, n in ((ys.min(), ys.max(), reference.shape[0]), (xs.min(), xs.max(), reference.shape[1])):
+        pad = max(12, int(margin * (hi - lo + 1)))
+        box.append(slice(max(0, int(lo) - pad), min(n, int(hi) + 1 + pad)))
+    return box[0], box[1]
+
+
+def _outline(ax, mask: Optional[np.ndarray], colour: str, aspect: float) -> None:
+    if mask is None or not mask.any() or mask.all():
+        return
+    ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=0.9)
+
+
+def draw_cases(panels: Sequence[dict[str, Any]], path: Path, columns: int = 5) -> Path:
+    """Write one PNG of all panels. A panel: title, image (Y, X), reference, engine, baseline masks, seed_yx,
+    aspect (row spacing / column spacing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.5 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, panel in zip(axes.ravel(), panels):
+        ys, xs = _crop(panel["reference"], panel["seed_yx"])
+        image = panel["image"][ys, xs]
+        lo, hi = np.percentile(image, [1, 99])
+        ax.imshow(
+            image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=panel["aspect"], interpolation="nearest"
+        )
+        for key in ("reference", "engine", "baseline"):
+            mask = panel.get(key)
+            _outline(ax, None if mask is None else mask[ys, xs], COLOURS[key], panel["aspect"])
+        ax.plot([panel["seed_yx"][1] - xs.start], [panel["seed_yx"][0] - ys.start], "+", color="cyan", ms=6)
+        ax.set_title(panel["title"], fontsize=6.5)
+    handles = [Line2D([0], [0], color=c, lw=1.5) for c in COLOURS.values()]
+    fig.legend(
+        handles,
+        ["reference", "engine (click)", "best baseline (click)"],
+        loc="lower center",
+        ncol=3,
+        fontsize=7,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
