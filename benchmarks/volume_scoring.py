@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -68,3 +69,14 @@ def hd95(pred: np.ndarray, truth: np.ndarray, spacing_xyz: Sequence[float]) -> f
 def score(pred: np.ndarray, truth: np.ndarray, spacing_xyz: Sequence[float]) -> dict[str, float]:
     """{"dice", "hd95_mm", "voxels"} of one mask."""
     return {"dice": dice(pred, truth), "hd95_mm": hd95(pred, truth, spacing_xyz), "voxels": int(np.count_nonzero(pred))}
+
+
+#: The engine's two runs per case: trained on the case's own volume, or one encoder for the whole dataset.
+SELF_TRAINED = "self-trained"
+DATASET_ENCODER = "dataset encoder"
+
+
+def best_baseline(row: dict[str, Any]) -> str:
+    """Name of the seed-point baseline (or family) with the highest Dice on this case (oracle hints excluded)."""
+    seed_names = [n for n in row["baselines"] if "hint" not in n]
+    return max(seed_names, key=lambda n: row["baselines"][n]["dice"])

@@ -42,11 +42,9 @@ from volume_cases import (  # noqa: E402
     select_cases,
     volumes_dir,
 )
+from volume_scoring import DATASET_ENCODER, SELF_TRAINED, best_baseline, score  # noqa: E402
 from volume_scoring import dice as score_dice  # noqa: E402
-from volume_scoring import score  # noqa: E402
 
-SELF_TRAINED = "self-trained"
-DATASET_ENCODER = "dataset encoder"
 #: Datasets whose cases share one encoder trained on all their volumes (besides the self-trained runs).
 SHARED_ENCODER_DATASETS = ("brats",)
 
@@ -154,12 +152,6 @@ def headline(row: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The engine's seed-point score on a case: the headline click of the self-trained run."""
     run = row["engine"].get(SELF_TRAINED)
     return None if run is None else run["clicks"].get(engine.headline_click())
-
-
-def best_baseline(row: dict[str, Any]) -> str:
-    """Name of the seed-point baseline (or family) with the highest Dice on this case (oracle hints excluded)."""
-    seed_names = [n for n in row["baselines"] if "hint" not in n]
-    return max(seed_names, key=lambda n: row["baselines"][n]["dice"])
 
 
 def summarise_row(row: dict[str, Any]) -> str:

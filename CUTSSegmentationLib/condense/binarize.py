@@ -57,7 +57,7 @@ def seed_to_index(seed_index_xyz: Sequence[float], shape: Sequence[int]) -> tupl
             raise InputError(f"a 3D label map ({shape[0]} slices) needs a seed (x, y, z), got (x, y)")
         rounded = rounded + [0]
     index = tuple(reversed(rounded))  # (x, y[, z]) -> (z,) y, x
-    names = "zyx"[3 - ndim:]
+    names = "zyx"[3 - ndim :]
     for axis, (i, n) in enumerate(zip(index, shape)):
         if not 0 <= i < n:
             raise InputError(
@@ -81,9 +81,7 @@ def binarize_at_seed(labels: np.ndarray, seed_index_xyz: Sequence[float]) -> np.
     return arr == value
 
 
-def binarize_with_hint(
-    labels: np.ndarray, truth_mask: np.ndarray, include_unlabelled: bool = True
-) -> np.ndarray:
+def binarize_with_hint(labels: np.ndarray, truth_mask: np.ndarray, include_unlabelled: bool = True) -> np.ndarray:
     """Bool mask of the label most frequent under the ground-truth foreground (paper section 3.2.3).
 
     For evaluation only: this is how the paper binarises every unsupervised method. Ties go to the label met

@@ -332,9 +332,7 @@ def _condense_atoms(
     return tree.astype(dtype), np.asarray(counts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
 
-def select_levels(
-    counts: np.ndarray, lengths: np.ndarray, config: CondensationConfig
-) -> np.ndarray:
+def select_levels(counts: np.ndarray, lengths: np.ndarray, config: CondensationConfig) -> np.ndarray:
     """Merge events whose state is a settled granularity: long plateaus of the cluster count, finest first."""
     eligible = np.nonzero(
         (counts >= config.min_clusters) & (counts <= config.max_clusters) & (lengths >= config.min_plateau)
@@ -385,7 +383,9 @@ def condense(
     t0 = time.perf_counter()
     progress("condense", 0.05, "pre-aggregating pixels into atoms")
     k = min(config.n_atoms, n)
-    labels, atoms, weights = _kmeans(projected, k, config.kmeans_iters, generator, config.sample_size, config.chunk_size)
+    labels, atoms, weights = _kmeans(
+        projected, k, config.kmeans_iters, generator, config.sample_size, config.chunk_size
+    )
     del projected
     timings["preaggregation_s"] = time.perf_counter() - t0
     check_cancel(cancel)

@@ -131,7 +131,9 @@ class Hierarchy:
                 raise InputError(f"this hierarchy has no persistent-structures map; choose {name} K instead")
             return self.persistent
         if spec == AUTO:
-            raise InputError(f"{name} auto is chosen per click (structure_at_seed), not one label map; give K or persistent")
+            raise InputError(
+                f"{name} auto is chosen per click (structure_at_seed), not one label map; give K or persistent"
+            )
         index = int(spec)
         if not -self.n_levels <= index < self.n_levels:
             raise InputError(f"{name} {index} is out of range: this hierarchy has levels 0..{self.n_levels - 1}")
