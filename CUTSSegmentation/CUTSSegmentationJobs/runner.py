@@ -34,12 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
-from CUTSSegmentationLib.progress import parse_progress_line
+from .engine import ENGINE_PACKAGE, engine_package, parse_progress_line
+from .environment import CREATE_NO_WINDOW, hidden_console_options
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-#: The engine package run with `-m`.
-ENGINE_PACKAGE = "CUTSSegmentationLib"
 #: How long `cancel()` waits for the killed process tree to be reaped.
 KILL_WAIT_S = 10.0
 
@@ -53,9 +51,7 @@ def engine_directory() -> Path:
 
     Installed extension: the module's qt-scripted-modules folder; source checkout: the repository root.
     """
-    import CUTSSegmentationLib
-
-    return Path(CUTSSegmentationLib.__file__).resolve().parent.parent
+    return Path(engine_package().__file__).resolve().parent.parent
 
 
 def _common(device: str, seed: int) -> list[str]:
@@ -109,6 +105,9 @@ def child_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, str
     """Environment for the child: `base` (default: this process's) + the engine folder on PYTHONPATH.
 
     PYTHONUNBUFFERED makes progress lines arrive as they are printed, not when a 8 kB buffer fills.
+    PYTHONUTF8 and PYTHONIOENCODING make the child write UTF-8, which is how its output is read: on Windows
+    its streams would otherwise use the ANSI code page (cp1252), and Slicer's launcher sets PYTHONUTF8
+    itself only from Slicer 5.12 on.
     """
     env = dict(os.environ if base is None else base)
     engine_dir = str(engine_directory())
@@ -118,6 +117,8 @@ def child_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, str
         parts.insert(0, engine_dir)
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONUTF8"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
     return env
 
 
@@ -154,6 +155,7 @@ def kill_process_tree(process: subprocess.Popen) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
+            **hidden_console_options(),
         )
     else:
         _killpg(process.pid)
@@ -250,9 +252,7 @@ class EngineJob:
         self.command = [str(a) for a in argv]
         kwargs: dict = {}
         if os.name == "nt":
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
-                subprocess, "CREATE_NO_WINDOW", 0
-            )
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | CREATE_NO_WINDOW
         else:
             kwargs["start_new_session"] = True  # own process group: cancel kills the whole tree
         self._start_time = time.monotonic()

@@ -24,8 +24,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.imagedata import Geometry, ImageData
+from CUTSSegmentationJobs.engine import Geometry, ImageData, InputError
 
 from .palette import RGB, label_colors
 

@@ -29,9 +29,7 @@ import numpy as np
 import slicer
 import vtk
 
-from CUTSSegmentationLib.errors import InputError
-from CUTSSegmentationLib.hierarchy import HIERARCHY_FORMAT, Hierarchy, smallest_uint
-from CUTSSegmentationLib.imagedata import Geometry
+from CUTSSegmentationJobs.engine import HIERARCHY_FORMAT, Geometry, Hierarchy, InputError, smallest_uint
 
 from .bridge import _array_of_image, _name, _numpy_to_matrix, _set_image_from_array, ijk_to_ras_of, volume_shape
 

@@ -12,7 +12,10 @@ is the same path the module panel takes, so a batch result matches what the pane
 
 Exit code 0 on success; on a problem the user can fix (missing or unreadable input, bad option, bad
 model file, not enough memory) one line on stderr and a nonzero code (2 input, 3 model, 4 memory,
-130 cancelled), like the `cuts` command line.
+130 cancelled), like the `cuts` command line; any other failure (a missing package, a bug) prints its
+traceback and exits with 1. The script always ends in sys.exit: Slicer exits by itself after a
+--python-script only with --testing or -c, so an exception that escaped would leave a windowless Slicer
+running.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -38,6 +42,7 @@ def _add_packages_to_path() -> None:
 _add_packages_to_path()
 
 EXIT_OK = 0
+EXIT_FAILURE = 1
 EXIT_INPUT = 2
 EXIT_MODEL = 3
 EXIT_MEMORY = 4
@@ -70,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_seed(text: Optional[str]) -> Optional[tuple[float, ...]]:
-    from CUTSSegmentationLib.errors import InputError
+    from CUTSSegmentationJobs.engine import InputError
 
     if text is None:
         return None
@@ -92,44 +97,53 @@ def _scene():
 
 
 def run(args: argparse.Namespace) -> int:
-    from CUTSSegmentationJobs import operations
-    from CUTSSegmentationLib.errors import InputError
-    from CUTSSegmentationLib.progress import ConsoleProgress
-    from CUTSSegmentationMRML import export_segmentation
+    from CUTSSegmentationJobs.engine import ConsoleProgress, InputError
+    from CUTSSegmentationMRML import (
+        export_segmentation,
+        keep_structure_at_seed,
+        level_description,
+        parse_level,
+        push_level,
+    )
+    from CUTSSegmentationMRML.in_process import load_model_file, segment_volume
+    from CUTSSegmentationMRML.volume_files import read_volume_file
 
     # Everything that can be checked before the long computation is checked first.
     output = Path(args.output)
     if not output.name.lower().endswith(".seg.nrrd"):
         raise InputError(f"--output must end in .seg.nrrd, got '{output.name}'")
-    level = operations.parse_level(args.level)
+    level = parse_level(args.level)
     seed = _parse_seed(args.seed)
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {args.epochs}")
 
     start = time.perf_counter()
     scene = _scene()
-    volume_node = operations.read_volume_file(scene, args.input)
-    model = operations.load_model_file(args.model) if args.model else None
-    hierarchy = operations.segment_volume(
+    volume_node = read_volume_file(scene, args.input)
+    model = load_model_file(args.model) if args.model else None
+    hierarchy = segment_volume(
         volume_node, model, device=args.device, epochs=args.epochs, seed=args.random_seed,
         progress=ConsoleProgress(sys.stderr),
     )
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
     if seed is not None:
-        label = operations.keep_structure_at_seed(hierarchy, level, seed, segmentation_node, volume_node)
+        label = keep_structure_at_seed(hierarchy, level, seed, segmentation_node, volume_node)
         what = f"structure {label} at seed {args.seed}"
     else:
-        operations.push_level(hierarchy, level, segmentation_node, volume_node)
-        what = operations.level_description(hierarchy, level)
+        push_level(hierarchy, level, segmentation_node, volume_node)
+        what = level_description(hierarchy, level)
     export_segmentation(segmentation_node, output)
     print(f"{what}; {time.perf_counter() - start:.1f} s -> {output}", file=sys.stderr)
     return EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the batch segmentation; returns the exit code (never raises, except SystemExit for bad options)."""
     args = build_parser().parse_args(argv)
-    from CUTSSegmentationLib.errors import CancelledError, CUTSError, ModelFileError, ResourceError
-
+    try:
+        from CUTSSegmentationJobs.engine import CancelledError, CUTSError, ModelFileError, ResourceError
+    except Exception as exc:  # the engine itself cannot be imported (a missing package)
+        return _unexpected(exc)
     try:
         return run(args)
     except (CancelledError, KeyboardInterrupt):
@@ -144,7 +158,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CUTSError as exc:
         print(f"batch.py: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except Exception as exc:
+        return _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> int:
+    """A failure that is not the user's to fix: the traceback for a report, then one line and exit code 1."""
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    print(f"batch.py: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def exit_with_status(argv: Optional[Sequence[str]] = None) -> None:
+    """main() and then always sys.exit, which is what ends Slicer when it runs this file as --python-script."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's --help and option errors
+        code = exc.code if isinstance(exc.code, int) else EXIT_INPUT
+    except BaseException as exc:  # KeyboardInterrupt outside run(), or anything main() let through
+        code = _unexpected(exc)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with_status()

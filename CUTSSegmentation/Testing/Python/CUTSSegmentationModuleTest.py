@@ -27,12 +27,12 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         missing = self.widget.logic.missingDependencies()
         if missing:
             self.skipTest("CUTS engine dependencies are not installed: " + ", ".join(missing))
-        from CUTSSegmentationLib.phantom import synthetic_image_2d
+        from CUTSSegmentationJobs.engine import synthetic_image_2d
         from CUTSSegmentationMRML import image_to_volume_node
 
         image, self.truth = synthetic_image_2d(size=64, seed=0)
         self.volumeNode = image_to_volume_node(slicer.mrmlScene, image, name="CUTS phantom")
-        parameters = self.widget._parameterNode
+        parameters = self.widget.panel.parameterNode
         parameters.inputVolume = self.volumeNode
         parameters.epochs = 2
         parameters.device = "cpu"
@@ -45,17 +45,18 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
 
     def _waitForJob(self, timeout=600.0):
         deadline = time.monotonic() + timeout
-        while self.widget._job is not None:
+        while self.widget.panel.controller.job is not None:
             slicer.app.processEvents()
             time.sleep(0.05)
             self.assertLess(time.monotonic(), deadline, "the background job did not finish in time")
 
     def test_SegmentSliderPersistent(self):
         """Run condensation in the background, then every slider position shows that level's clusters."""
-        ui, parameters = self.widget.ui, self.widget._parameterNode
+        ui, parameters = self.widget.panel.ui, self.widget.panel.parameterNode
         ui.segmentButton.click()
-        self.assertIsNotNone(self.widget._job, "Run condensation did not start a background job")
-        workDir = self.widget._job.work_dir
+        job = self.widget.panel.controller.job
+        self.assertIsNotNone(job, "Run condensation did not start a background job")
+        workDir = job.work_dir
         self._waitForJob()
         self.assertFalse(os.path.exists(workDir), "the job folder was not removed")
         self.assertIsNotNone(parameters.hierarchyNode)
@@ -75,22 +76,22 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
 
     def test_CancelLeavesSceneUnchanged(self):
         """Cancel kills the process tree and imports nothing."""
-        ui = self.widget.ui
+        ui = self.widget.panel.ui
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
-        self.widget._parameterNode.epochs = 1000  # long enough to be cancelled while it runs
+        self.widget.panel.parameterNode.epochs = 1000  # long enough to be cancelled while it runs
         ui.segmentButton.click()
-        job = self.widget._job
+        job = self.widget.panel.controller.job
         self.assertIsNotNone(job)
         deadline = time.monotonic() + 120
         while job.last_progress is None and time.monotonic() < deadline:
             slicer.app.processEvents()
             time.sleep(0.05)
         ui.cancelButton.click()
-        self.assertIsNone(self.widget._job)
+        self.assertIsNone(self.widget.panel.controller.job)
         self.assertTrue(job.result.cancelled)
         self.assertFalse(os.path.exists(job.work_dir))
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
-        self.assertIsNone(self.widget._parameterNode.hierarchyNode)
+        self.assertIsNone(self.widget.panel.parameterNode.hierarchyNode)
 
 
 if __name__ == "__main__":

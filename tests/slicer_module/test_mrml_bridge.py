@@ -14,15 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import slicer  # noqa: E402  (PyPI slicer-core, a test requirement: missing it fails, never skips)
-import vtk  # noqa: E402  (slicer-core pins its own vtk)
+import slicer  # PyPI slicer-core, a test requirement: missing it fails, never skips
+import vtk  # slicer-core pins its own vtk
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CUTSSegmentation"))
-
-from CUTSSegmentationLib.errors import InputError  # noqa: E402
-from CUTSSegmentationLib.hierarchy import Hierarchy  # noqa: E402
-from CUTSSegmentationLib.imagedata import Geometry, ImageData  # noqa: E402
-from CUTSSegmentationMRML import (  # noqa: E402
+from CUTSSegmentationJobs.engine import Geometry, Hierarchy, ImageData, InputError
+from CUTSSegmentationMRML import (
     LABEL_TAG,
     export_segmentation,
     find_hierarchy_nodes,
@@ -410,7 +406,7 @@ def test_bridge_uses_no_qt_and_no_scene_global():
     """Same code in Slicer and under slicer-core: no Qt/CTK imports, no slicer.app, no slicer.mrmlScene global."""
     import ast
 
-    package = Path(__file__).resolve().parents[1] / "CUTSSegmentation" / "CUTSSegmentationMRML"
+    package = Path(__file__).resolve().parents[2] / "CUTSSegmentation" / "CUTSSegmentationMRML"
     for source in package.glob("*.py"):
         tree = ast.parse(source.read_text())
         for node in ast.walk(tree):
@@ -423,6 +419,6 @@ def test_bridge_uses_no_qt_and_no_scene_global():
             for name in names:
                 root = name.split(".")[0]
                 assert root in {"__future__", "collections", "colorsys", "json", "os", "tempfile", "pathlib",
-                                "typing", "numpy", "slicer", "vtk", "CUTSSegmentationLib"}, (source, name)
+                                "typing", "numpy", "slicer", "vtk", "CUTSSegmentationJobs"}, (source, name)
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "slicer":
                 assert node.attr not in {"app", "mrmlScene", "modules", "qMRMLUtils"}, (source, node.attr)

@@ -1,35 +1,60 @@
 """CUTSSegmentation/Resources/Scripts/batch.py run as `python batch.py ...` (the `slicer` of PyPI slicer-core).
 
 The same script runs inside Slicer (`Slicer --no-main-window --python-script batch.py ...`); that cannot be
-run here. What is checked: real exit codes and one-line errors from a real child process, and the written
-.seg.nrrd read back by an independent reader (slicerio) and by Slicer's own segmentation storage node, with
-the input's geometry (an oblique, anisotropic 3D volume catches axis-order and LPS/RAS mistakes).
+run here, but its one rule that matters there is: Slicer runs a --python-script and exits only on SystemExit
+(its handler calls terminate(code)); after any other exception, or a script that just returns, Slicer keeps
+running without a window. So every run here goes through `SLICER_LIKE_RUNNER`, which does the same and
+turns "Slicer would keep running" into exit codes 98/99. Also checked: exit codes and one-line errors, and
+the written .seg.nrrd read back by an independent reader (slicerio) and by Slicer's own segmentation storage
+node, with the input's geometry (an oblique, anisotropic 3D volume catches axis-order and LPS/RAS mistakes).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BATCH = REPO / "CUTSSegmentation" / "Resources" / "Scripts" / "batch.py"
 
 if importlib.util.find_spec("CUTSSegmentationLib.pipeline") is None:  # pragma: no cover - engine still being written
     pytestmark = pytest.mark.xfail(reason="CUTSSegmentationLib.pipeline does not exist yet", strict=True)
 
 
-def run_batch(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+#: What Slicer does with `--python-script FILE ARGS`: run FILE as __main__; SystemExit ends the application
+#: with its code; anything else leaves it running (98: the script returned, 99: an exception escaped).
+SLICER_LIKE_RUNNER = """
+import os, runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    raise
+except BaseException:
+    import traceback
+    traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(99)
+sys.stderr.flush()
+os._exit(98)
+"""
+
+
+def run_batch(*args: str, timeout: float = 600, env: Optional[dict] = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(BATCH), *map(str, args)],
+        [sys.executable, "-c", SLICER_LIKE_RUNNER, str(BATCH), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=str(REPO.parent),  # not the repository: the script must find its packages by itself
+        env=env,
     )
 
 
@@ -75,9 +100,9 @@ def test_png_persistent_structures(inputs, tmp_path: Path):
 def test_oblique_volume_level_and_seed_keep_the_input_geometry(inputs, tmp_path: Path):
     import slicer
 
-    from CUTSSegmentationLib.imageio import read_image
+    from CUTSSegmentationJobs.engine import image_reader
 
-    source = read_image(inputs["nrrd"])
+    source = image_reader().read_image(inputs["nrrd"])
     out = tmp_path / "level0.seg.nrrd"
     completed = run_batch("--input", inputs["nrrd"], "--output", out, "--level", "0", "--epochs", "1", "--device", "cpu")
     assert completed.returncode == 0, completed.stderr
@@ -157,3 +182,21 @@ def test_level_out_of_range_is_reported_after_segmenting(inputs, tmp_path: Path)
     assert completed.returncode == 2
     assert "out of range" in error_line(completed)
     assert not out.exists()
+
+
+def test_a_missing_package_ends_the_run_with_exit_code_1(inputs, tmp_path: Path):
+    """A failure that is not the engine's own (here: torch cannot be imported) still ends in sys.exit."""
+    fake = tmp_path / "no-torch"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "out.seg.nrrd"
+    completed = run_batch("--input", inputs["png"], "--output", out, "--epochs", "1", "--device", "cpu", env=env)
+    assert completed.returncode == 1, completed.stderr
+    assert completed.stderr.strip().splitlines()[-1] == "batch.py: error: ModuleNotFoundError: No module named 'torch'"
+    assert not out.exists()
+
+
+def test_help_exits_with_code_0():
+    completed = run_batch("--help")
+    assert completed.returncode == 0 and "--input" in completed.stdout
