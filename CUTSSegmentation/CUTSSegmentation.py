@@ -1,6 +1,19 @@
 import os
 
 import slicer
+from CUTSSegmentationModuleLib import (
+    DependencyInstaller,
+    SegmentationLogic,
+    forget_packages,
+    selftest,
+)
+from CUTSSegmentationModuleLib.dependencies import (
+    pytorch_extension_logic,
+    slicer_confirm,
+    slicer_package_installer,
+)
+from CUTSSegmentationModuleLib.panel import Panel
+from CUTSSegmentationModuleLib.parameters import CUTSSegmentationParameterNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import (
@@ -10,11 +23,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-from CUTSSegmentationModuleLib import DependencyInstaller, SegmentationLogic, forget_packages, selftest
-from CUTSSegmentationModuleLib.dependencies import pytorch_extension_logic, slicer_confirm, slicer_package_installer
-from CUTSSegmentationModuleLib.panel import Panel
-from CUTSSegmentationModuleLib.parameters import CUTSSegmentationParameterNode
-
 
 class CUTSSegmentation(ScriptedLoadableModule):
     """Module description; the panel, logic and engine live in CUTSSegmentationModuleLib and its siblings."""
@@ -22,9 +30,13 @@ class CUTSSegmentation(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("CUTS Segmentation")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.categories = [
+            translate("qSlicerAbstractCoreModule", "Segmentation")
+        ]
         self.parent.dependencies = []
-        self.parent.contributors = ["CUTSSegmentation developers (CUTSSegmentation project)"]
+        self.parent.contributors = [
+            "CUTSSegmentation developers (CUTSSegmentation project)"
+        ]
         self.parent.helpText = _("""
 Unsupervised, multigranular segmentation after the CUTS paper (Liu, Amodio et al.): no labels needed.
 <ol>
@@ -90,9 +102,14 @@ class CUTSSegmentationLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        requirements = os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt")
+        requirements = os.path.join(
+            os.path.dirname(__file__), "Resources", "requirements.txt"
+        )
         dependencies = DependencyInstaller(
-            requirements, pytorch_extension_logic, slicer_package_installer(self.moduleName), slicer_confirm
+            requirements,
+            pytorch_extension_logic,
+            slicer_package_installer(self.moduleName),
+            slicer_confirm,
         )
         SegmentationLogic.__init__(self, dependencies)
 
@@ -119,7 +136,9 @@ class CUTSSegmentationTest(ScriptedLoadableModuleTest):
     def test_CUTSSegmentationEndToEnd(self):
         logic = CUTSSegmentationLogic()
         missing = logic.missingDependencies()
-        if missing:  # not skipTest: "Reload and Test" calls runTest outside a unittest runner
+        if (
+            missing
+        ):  # not skipTest: "Reload and Test" calls runTest outside a unittest runner
             self.delayDisplay("End-to-end test not run, missing: " + ", ".join(missing))
             return
         selftest.check_end_to_end(logic, slicer.mrmlScene)

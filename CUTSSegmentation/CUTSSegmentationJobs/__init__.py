@@ -1,3 +1,4 @@
+# ruff: noqa: N999  (Slicer names a module's packages <ModuleName><Part>)
 """Qt-free, MRML-free helpers of the CUTSSegmentation module: background engine jobs and the machine they run on.
 
 - `runner`: `EngineJob` runs `python -m CUTSSegmentationLib ...` as a child process with streamed progress
@@ -23,7 +24,14 @@ from .environment import (
     read_requirements,
 )
 from .job_outputs import card_path, copy_model_file, load_job_hierarchy
-from .runner import EngineJob, JobResult, engine_directory, kill_process_tree, segment_args, train_args
+from .runner import (
+    EngineJob,
+    JobResult,
+    engine_directory,
+    kill_process_tree,
+    segment_args,
+    train_args,
+)
 
 __all__ = [
     "BUNDLED_WITH_SLICER",

@@ -11,7 +11,13 @@ from __future__ import annotations
 from types import ModuleType
 
 from CUTSSegmentationLib.binarize import binarize_at_seed
-from CUTSSegmentationLib.errors import CancelledError, CUTSError, InputError, ModelFileError, ResourceError
+from CUTSSegmentationLib.errors import (
+    CancelledError,
+    CUTSError,
+    InputError,
+    ModelFileError,
+    ResourceError,
+)
 from CUTSSegmentationLib.hierarchy import HIERARCHY_FORMAT, Hierarchy, smallest_uint
 from CUTSSegmentationLib.imagedata import Geometry, ImageData
 from CUTSSegmentationLib.progress import (

@@ -15,9 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Union
 
 #: Device choices offered by the module panel (the engine also knows "cuda:N").
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -40,7 +40,9 @@ IMPORT_NAMES = {
     "torch": "torch",
 }
 
-_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(?:\[[^\]]*\])?\s*(?:([<>=!~]=?)\s*([0-9][0-9A-Za-z.\-]*))?")
+_REQUIREMENT = re.compile(
+    r"^\s*([A-Za-z0-9_.\-]+)\s*(?:\[[^\]]*\])?\s*(?:([<>=!~]=?)\s*([0-9][0-9A-Za-z.\-]*))?"
+)
 
 
 # --------------------------------------------------------------------------------------- python
@@ -54,7 +56,10 @@ def find_python_executable() -> str:
     found = shutil.which("PythonSlicer")
     if found:
         return found
-    for candidate in (Path(sys.executable).with_name("PythonSlicer"), Path(sys.executable).with_name("PythonSlicer.exe")):
+    for candidate in (
+        Path(sys.executable).with_name("PythonSlicer"),
+        Path(sys.executable).with_name("PythonSlicer.exe"),
+    ):
         if candidate.is_file():
             return str(candidate)
     return sys.executable
@@ -91,7 +96,7 @@ class Accelerators:
         return self.nvidia[0] if self.nvidia else self.apple
 
 
-def apple_gpu(system: Optional[str] = None, machine: Optional[str] = None) -> str:
+def apple_gpu(system: str | None = None, machine: str | None = None) -> str:
     """The Metal GPU torch's MPS backend uses on this Mac ("" when this is no Mac)."""
     system = platform.system() if system is None else system
     machine = platform.machine() if machine is None else machine
@@ -100,7 +105,7 @@ def apple_gpu(system: Optional[str] = None, machine: Optional[str] = None) -> st
     return "Apple GPU" if machine == "arm64" else "Metal GPU (MPS), if this Mac has one"
 
 
-_nvidia_cache: Optional[tuple[str, ...]] = None
+_nvidia_cache: tuple[str, ...] | None = None
 
 
 def detect_nvidia_gpus(refresh: bool = False) -> tuple[str, ...]:
@@ -126,7 +131,11 @@ def detect_nvidia_gpus(refresh: bool = False) -> tuple[str, ...]:
                 **hidden_console_options(),
             )
             if completed.returncode == 0:
-                names = tuple(line.strip() for line in completed.stdout.splitlines() if line.strip())
+                names = tuple(
+                    line.strip()
+                    for line in completed.stdout.splitlines()
+                    if line.strip()
+                )
         except (OSError, subprocess.SubprocessError):
             names = ()
     _nvidia_cache = names
@@ -141,9 +150,15 @@ def detect_accelerators(refresh: bool = False) -> Accelerators:
 def device_label(choice: str, accelerators: Accelerators) -> str:
     """Text for one device choice in the combobox, e.g. "cuda (NVIDIA H100 80GB HBM3)"."""
     if choice == "cuda":
-        return f"cuda ({accelerators.nvidia[0]})" if accelerators.nvidia else "cuda (no NVIDIA GPU found)"
+        return (
+            f"cuda ({accelerators.nvidia[0]})"
+            if accelerators.nvidia
+            else "cuda (no NVIDIA GPU found)"
+        )
     if choice == "mps":
-        return f"mps ({accelerators.apple})" if accelerators.apple else "mps (macOS only)"
+        return (
+            f"mps ({accelerators.apple})" if accelerators.apple else "mps (macOS only)"
+        )
     if choice == "auto":
         return f"auto ({accelerators.auto_name or 'CPU'})"
     return choice
@@ -156,7 +171,9 @@ def choose_device(requested: str, accelerators: Accelerators) -> tuple[str, str]
     """
     requested = (requested or "auto").strip().lower()
     if requested not in DEVICE_CHOICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got '{requested}'")
+        raise ValueError(
+            f"device must be one of {', '.join(DEVICE_CHOICES)}, got '{requested}'"
+        )
     if requested == "cuda":
         if not accelerators.nvidia:
             return "cpu", "No NVIDIA GPU was found: running on the CPU instead."
@@ -168,11 +185,14 @@ def choose_device(requested: str, accelerators: Accelerators) -> tuple[str, str]
     if requested == "cpu":
         return "cpu", "Running on the CPU."
     name = accelerators.auto_name
-    return "auto", f"Running on {name}." if name else "No GPU found: running on the CPU."
+    return (
+        "auto",
+        f"Running on {name}." if name else "No GPU found: running on the CPU.",
+    )
 
 
 # --------------------------------------------------------------------------------------- packages
-def read_requirements(path: Union[str, Path]) -> list[str]:
+def read_requirements(path: str | Path) -> list[str]:
     """Requirement lines of a requirements.txt (comments and blanks dropped)."""
     lines = []
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
@@ -214,4 +234,3 @@ def missing_requirements(requirements: Iterable[str]) -> list[str]:
             if _version_tuple(installed) < _version_tuple(version):
                 missing.append(requirement)
     return missing
-

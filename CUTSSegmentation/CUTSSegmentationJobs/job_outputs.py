@@ -9,17 +9,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Union
 
 from .engine import Hierarchy, InputError
 
 
-def card_path(model_path: Union[str, Path]) -> Path:
+def card_path(model_path: str | Path) -> Path:
     """The JSON card beside a model file (same stem), as the engine's model files name it."""
     return Path(model_path).with_suffix(".json")
 
 
-def copy_model_file(source: Union[str, Path], destination: Union[str, Path]) -> Path:
+def copy_model_file(source: str | Path, destination: str | Path) -> Path:
     """Copy a model (weights + its card, if present) to `destination`, atomically per file.
 
     Used by "Save encoder..." and to move a freshly trained model out of the job's temporary folder.
@@ -47,7 +46,7 @@ def copy_model_file(source: Union[str, Path], destination: Union[str, Path]) -> 
     return destination
 
 
-def load_job_hierarchy(out_dir: Union[str, Path]) -> Hierarchy:
+def load_job_hierarchy(out_dir: str | Path) -> Hierarchy:
     """The hierarchy a `cuts segment` job wrote (DIR/hierarchy.npz)."""
     path = Path(out_dir) / "hierarchy.npz"
     if not path.is_file():

@@ -1,3 +1,4 @@
+# ruff: noqa: N999  (Slicer names a module's packages <ModuleName><Part>)
 """MRML side of the CUTSSegmentation module: engine arrays <-> Slicer nodes, using only slicer's Qt-free core.
 
 Runs unchanged inside the Slicer application and under PyPI `slicer-core` (CI):

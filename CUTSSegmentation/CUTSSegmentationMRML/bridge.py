@@ -17,14 +17,13 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import slicer
 import vtk
-from vtk.util import numpy_support
-
 from CUTSSegmentationJobs.engine import Geometry, ImageData, InputError
+from vtk.util import numpy_support
 
 from .palette import RGB, label_colors
 
@@ -40,7 +39,9 @@ _BINARY_LABELMAP = "Binary labelmap"
 
 # --------------------------------------------------------------------------- small VTK helpers
 def _matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=float)
+    return np.array(
+        [[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=float
+    )
 
 
 def _numpy_to_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
@@ -89,7 +90,9 @@ def _set_image_from_array(image: vtk.vtkImageData, array: np.ndarray) -> None:
     flat = np.ascontiguousarray(array).reshape(-1, comps)
     if comps == 1:
         flat = flat.reshape(-1)
-    vtk_array = numpy_support.numpy_to_vtk(flat, deep=1, array_type=numpy_support.get_vtk_array_type(array.dtype))
+    vtk_array = numpy_support.numpy_to_vtk(
+        flat, deep=1, array_type=numpy_support.get_vtk_array_type(array.dtype)
+    )
     image.SetDimensions(x, y, z)
     image.GetPointData().SetScalars(vtk_array)
 
@@ -106,7 +109,9 @@ def volume_node_to_image(volume_node: Any) -> ImageData:
     if volume_node is None or not volume_node.IsA("vtkMRMLVolumeNode"):
         raise InputError("select a volume to segment")
     if volume_node.IsA("vtkMRMLDiffusionTensorVolumeNode"):
-        raise InputError(f"'{_name(volume_node)}' is a tensor volume; CUTS segments scalar or RGB images")
+        raise InputError(
+            f"'{_name(volume_node)}' is a tensor volume; CUTS segments scalar or RGB images"
+        )
     image = volume_node.GetImageData()
     if image is None or image.GetPointData().GetScalars() is None:
         raise InputError(f"volume '{_name(volume_node)}' has no voxels")
@@ -139,8 +144,14 @@ def image_to_volume_node(scene: Any, image: ImageData, name: str = "CUTS input")
             info = np.iinfo(candidate)
             if float(array.min()) >= info.min and float(array.max()) <= info.max:
                 dtype = candidate
-    data = np.rint(array).astype(dtype) if dtype.kind in "ui" else array.astype(dtype, copy=False)
-    class_name = "vtkMRMLScalarVolumeNode" if image.channels == 1 else "vtkMRMLVectorVolumeNode"
+    data = (
+        np.rint(array).astype(dtype)
+        if dtype.kind in "ui"
+        else array.astype(dtype, copy=False)
+    )
+    class_name = (
+        "vtkMRMLScalarVolumeNode" if image.channels == 1 else "vtkMRMLVectorVolumeNode"
+    )
     node = scene.AddNewNodeByClass(class_name, name)
     vtk_image = vtk.vtkImageData()
     _set_image_from_array(vtk_image, data if image.channels > 1 else data[..., 0])
@@ -151,7 +162,10 @@ def image_to_volume_node(scene: Any, image: ImageData, name: str = "CUTS input")
 
 
 def label_map_to_volume_node(
-    scene: Any, label_map: np.ndarray, reference_volume_node: Any, name: str = "CUTS labels"
+    scene: Any,
+    label_map: np.ndarray,
+    reference_volume_node: Any,
+    name: str = "CUTS labels",
 ) -> Any:
     """Add a label map as a vtkMRMLLabelMapVolumeNode on the reference volume's grid (batch path, hand-off)."""
     labels = _as_volume_labels(label_map, reference_volume_node)
@@ -180,7 +194,9 @@ def _as_volume_labels(label_map: np.ndarray, reference_volume_node: Any) -> np.n
     if labels.dtype.kind == "i":
         if labels.size and int(labels.min()) < 0:
             raise ValueError("label maps must not contain negative labels")
-        labels = labels.astype(np.uint32 if int(labels.max(initial=0)) > 65535 else np.uint16)
+        labels = labels.astype(
+            np.uint32 if int(labels.max(initial=0)) > 65535 else np.uint16
+        )
     return labels
 
 
@@ -200,7 +216,9 @@ def present_labels(label_map: np.ndarray) -> np.ndarray:
     return values[values != 0].astype(np.int64)
 
 
-def _pick(option: Union[None, Mapping[int, Any], Sequence[Any]], label: int, position: int) -> Any:
+def _pick(
+    option: None | Mapping[int, Any] | Sequence[Any], label: int, position: int
+) -> Any:
     """names/colors may be a mapping label -> value or a sequence in ascending label order."""
     if option is None:
         return None
@@ -211,8 +229,9 @@ def _pick(option: Union[None, Mapping[int, Any], Sequence[Any]], label: int, pos
 
 def _set_source_representation_to_labelmap(segmentation_node: Any) -> None:
     """Slicer >= 5.4 says 'source', older releases 'master'; support both."""
-    setter = getattr(segmentation_node, "SetSourceRepresentationToBinaryLabelmap", None) or getattr(
-        segmentation_node, "SetMasterRepresentationToBinaryLabelmap"
+    setter = (
+        getattr(segmentation_node, "SetSourceRepresentationToBinaryLabelmap", None)
+        or segmentation_node.SetMasterRepresentationToBinaryLabelmap
     )
     setter()
 
@@ -221,8 +240,8 @@ def push_level_to_segmentation(
     label_map: np.ndarray,
     segmentation_node: Any,
     reference_volume_node: Any,
-    names: Union[None, Mapping[int, str], Sequence[str]] = None,
-    colors: Union[None, Mapping[int, RGB], Sequence[RGB]] = None,
+    names: None | Mapping[int, str] | Sequence[str] = None,
+    colors: None | Mapping[int, RGB] | Sequence[RGB] = None,
 ) -> list[str]:
     """Replace all segments of `segmentation_node` with one segment per nonzero label of `label_map`.
 
@@ -241,11 +260,15 @@ def push_level_to_segmentation(
     `label_map` is (Z, Y, X) (or (Y, X) for a 2D image) on the reference volume's grid. Returns the segment ids
     in ascending label order.
     """
-    if segmentation_node is None or not segmentation_node.IsA("vtkMRMLSegmentationNode"):
+    if segmentation_node is None or not segmentation_node.IsA(
+        "vtkMRMLSegmentationNode"
+    ):
         raise InputError("select an output segmentation")
     labels = _as_volume_labels(label_map, reference_volume_node)
     values = present_labels(labels)
-    default_colors = label_colors(values)  # also fills labels a partial names/colors argument leaves out
+    default_colors = label_colors(
+        values
+    )  # also fills labels a partial names/colors argument leaves out
 
     layer = slicer.vtkOrientedImageData()
     _set_image_from_array(layer, labels)
@@ -254,11 +277,21 @@ def push_level_to_segmentation(
 
     was_modifying = segmentation_node.StartModify()
     try:
-        if segmentation_node.GetTransformNodeID() != reference_volume_node.GetTransformNodeID():
-            segmentation_node.SetAndObserveTransformNodeID(reference_volume_node.GetTransformNodeID())
+        if (
+            segmentation_node.GetTransformNodeID()
+            != reference_volume_node.GetTransformNodeID()
+        ):
+            segmentation_node.SetAndObserveTransformNodeID(
+                reference_volume_node.GetTransformNodeID()
+            )
         _set_source_representation_to_labelmap(segmentation_node)
-        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
-        if segmentation_node.GetScene() is not None and segmentation_node.GetDisplayNode() is None:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(
+            reference_volume_node
+        )
+        if (
+            segmentation_node.GetScene() is not None
+            and segmentation_node.GetDisplayNode() is None
+        ):
             segmentation_node.CreateDefaultDisplayNodes()
         segmentation = segmentation_node.GetSegmentation()
         clear_segments(segmentation_node)
@@ -277,7 +310,9 @@ def push_level_to_segmentation(
             segment.AddRepresentation(_BINARY_LABELMAP, layer)
             segment_id = f"{SEGMENT_ID_PREFIX}{value}"
             if not segmentation.AddSegment(segment, segment_id):
-                raise RuntimeError(f"could not add segment {segment_id} to '{_name(segmentation_node)}'")
+                raise RuntimeError(
+                    f"could not add segment {segment_id} to '{_name(segmentation_node)}'"
+                )
             segment_ids.append(segment_id)
     finally:
         segmentation_node.EndModify(was_modifying)
@@ -295,7 +330,10 @@ def clear_segments(segmentation_node: Any) -> None:
     try:
         for index in range(segmentation.GetNumberOfSegments()):
             segment = segmentation.GetNthSegment(index)
-            if segment is not None and segment.GetRepresentation(_BINARY_LABELMAP) is not None:
+            if (
+                segment is not None
+                and segment.GetRepresentation(_BINARY_LABELMAP) is not None
+            ):
                 segment.RemoveRepresentation(_BINARY_LABELMAP)
         segmentation.RemoveAllSegments()
     finally:
@@ -313,7 +351,9 @@ def segment_label(segment: Any, default: int) -> int:
     return int(default)
 
 
-def segmentation_to_label_map(segmentation_node: Any, reference_volume_node: Any) -> np.ndarray:
+def segmentation_to_label_map(
+    segmentation_node: Any, reference_volume_node: Any
+) -> np.ndarray:
     """Merged label map (Z, Y, X) of all segments, resampled by Slicer onto the reference volume's grid.
 
     Each segment is written with its CUTS.Label tag (segments we did not create: their label value, or their
@@ -351,19 +391,27 @@ def segmentation_to_label_map(segmentation_node: Any, reference_volume_node: Any
         return np.zeros(shape, dtype=dtype)
     index_map = _array_of_image(merged)[..., 0]
     if index_map.shape != shape:
-        raise RuntimeError(f"merged labelmap has shape {index_map.shape}, expected {shape}")
+        raise RuntimeError(
+            f"merged labelmap has shape {index_map.shape}, expected {shape}"
+        )
     return lut.astype(dtype)[index_map]
 
 
 # --------------------------------------------------------------------------- seeds
-def seed_from_markup(markups_node: Any, volume_node: Any, point_index: int = 0) -> tuple[int, int, int]:
+def seed_from_markup(
+    markups_node: Any, volume_node: Any, point_index: int = 0
+) -> tuple[int, int, int]:
     """Voxel index (x, y, z) of a markup control point in `volume_node`.
 
     The point's world position (parent transforms of the markup applied) is taken into the volume's local frame
     (inverse of the volume's parent transforms, linear or not) and then through RAS -> IJK, rounded to the
     nearest voxel. A point outside the volume is the user's to fix, hence InputError.
     """
-    if markups_node is None or markups_node.GetNumberOfControlPoints() <= point_index or point_index < 0:
+    if (
+        markups_node is None
+        or markups_node.GetNumberOfControlPoints() <= point_index
+        or point_index < 0
+    ):
         raise InputError("place a seed point on the structure first")
     world = [0.0, 0.0, 0.0]
     markups_node.GetNthControlPointPositionWorld(point_index, world)
@@ -371,7 +419,9 @@ def seed_from_markup(markups_node: Any, volume_node: Any, point_index: int = 0) 
     parent = volume_node.GetParentTransformNode()
     if parent is not None:
         world_to_local = vtk.vtkGeneralTransform()
-        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, parent, world_to_local)
+        slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(
+            None, parent, world_to_local
+        )
         local = list(world_to_local.TransformPoint(world))
     ras_to_ijk = np.linalg.inv(ijk_to_ras_of(volume_node))
     ijk = ras_to_ijk @ np.array([local[0], local[1], local[2], 1.0])
@@ -390,13 +440,19 @@ def label_at_seed(label_map: np.ndarray, seed_xyz: Sequence[int]) -> int:
     labels = np.asarray(label_map)
     x, y, z = (int(v) for v in seed_xyz)
     volume = labels.reshape((1,) + labels.shape) if labels.ndim == 2 else labels
-    if not (0 <= z < volume.shape[0] and 0 <= y < volume.shape[1] and 0 <= x < volume.shape[2]):
-        raise InputError(f"seed voxel ({x}, {y}, {z}) lies outside the label map of shape {labels.shape}")
+    if not (
+        0 <= z < volume.shape[0]
+        and 0 <= y < volume.shape[1]
+        and 0 <= x < volume.shape[2]
+    ):
+        raise InputError(
+            f"seed voxel ({x}, {y}, {z}) lies outside the label map of shape {labels.shape}"
+        )
     return int(volume[z, y, x])
 
 
 # --------------------------------------------------------------------------- export
-def export_segmentation(segmentation_node: Any, path: Union[str, Path]) -> Path:
+def export_segmentation(segmentation_node: Any, path: str | Path) -> Path:
     """Write the segmentation as a Slicer .seg.nrrd through vtkMRMLSegmentationStorageNode.
 
     A private storage node is used so the node's own storage (where a saved scene puts it) is left alone. The
@@ -406,7 +462,9 @@ def export_segmentation(segmentation_node: Any, path: Union[str, Path]) -> Path:
     if not path.name.lower().endswith(".seg.nrrd"):
         raise InputError(f"segmentations are exported as .seg.nrrd, not {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cuts-export-", suffix=".seg.nrrd", dir=str(path.parent))
+    fd, tmp = tempfile.mkstemp(
+        prefix=".cuts-export-", suffix=".seg.nrrd", dir=str(path.parent)
+    )
     os.close(fd)
     try:
         storage = slicer.vtkMRMLSegmentationStorageNode()

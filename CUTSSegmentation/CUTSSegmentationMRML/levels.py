@@ -7,22 +7,23 @@ are addressed as in the engine's command line: an integer index into the hierarc
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Union
 
 import numpy as np
-
 from CUTSSegmentationJobs.engine import Hierarchy, InputError, binarize_at_seed
 
 from .bridge import present_labels, push_level_to_segmentation, seed_from_markup
 
 PERSISTENT = "persistent"
+# Aliases are evaluated at import: typing.Union, as Slicer 5.8 runs Python 3.9.
 LevelSpec = Union[int, str]
-SeedLike = Union[Sequence[float], Any]  # (x, y, z) voxel index or a markups node
+SeedLike = Union[Sequence[float], Any]
 
 
 # --------------------------------------------------------------------------------------- levels
-def parse_level(value: Union[None, int, str]) -> LevelSpec:
-    """"persistent" / None -> "persistent"; "3" / 3 -> 3. Anything else: InputError (one line)."""
+def parse_level(value: None | int | str) -> LevelSpec:
+    """ "persistent" / None -> "persistent"; "3" / 3 -> 3. Anything else: InputError (one line)."""
     if value is None:
         return PERSISTENT
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
@@ -33,7 +34,9 @@ def parse_level(value: Union[None, int, str]) -> LevelSpec:
     try:
         return int(text)
     except ValueError:
-        raise InputError(f"level must be an integer level index or 'persistent', got '{value}'") from None
+        raise InputError(
+            f"level must be an integer level index or 'persistent', got '{value}'"
+        ) from None
 
 
 def level_label_map(hierarchy: Hierarchy, level: LevelSpec) -> np.ndarray:
@@ -41,10 +44,14 @@ def level_label_map(hierarchy: Hierarchy, level: LevelSpec) -> np.ndarray:
     level = parse_level(level)
     if level == PERSISTENT:
         if hierarchy.persistent is None:
-            raise InputError("this hierarchy has no persistent-structures map; choose a level instead")
+            raise InputError(
+                "this hierarchy has no persistent-structures map; choose a level instead"
+            )
         return hierarchy.persistent
     if not -hierarchy.n_levels <= int(level) < hierarchy.n_levels:
-        raise InputError(f"level {level} is out of range: this hierarchy has levels 0..{hierarchy.n_levels - 1}")
+        raise InputError(
+            f"level {level} is out of range: this hierarchy has levels 0..{hierarchy.n_levels - 1}"
+        )
     return hierarchy.level(int(level))
 
 
@@ -55,7 +62,7 @@ def default_level(hierarchy: Hierarchy) -> int:
 
 def count_structures(label_map: np.ndarray) -> int:
     """Number of distinct nonzero labels."""
-    return int(len(present_labels(label_map)))
+    return len(present_labels(label_map))
 
 
 def level_description(hierarchy: Hierarchy, level: LevelSpec) -> str:
@@ -84,26 +91,37 @@ def push_level(
     """Replace the segmentation's segments with the label map of `level` (fast: one shared labelmap layer)."""
     labels = level_label_map(hierarchy, level)
     return push_level_to_segmentation(
-        labels, segmentation_node, reference_volume_node, names=segment_names(labels, level)
+        labels,
+        segmentation_node,
+        reference_volume_node,
+        names=segment_names(labels, level),
     )
 
 
-def seed_voxel(seed: SeedLike, volume_node: Any, point_index: int = 0) -> tuple[int, int, int]:
+def seed_voxel(
+    seed: SeedLike, volume_node: Any, point_index: int = 0
+) -> tuple[int, int, int]:
     """Voxel index (x, y, z) of a seed given as a markups node (its point `point_index`) or as numbers."""
     if hasattr(seed, "GetNumberOfControlPoints"):
         return seed_from_markup(seed, volume_node, point_index)
     try:
         values = [float(v) for v in seed]
     except TypeError:
-        raise InputError(f"a seed is a markups point node or voxel indices (x, y, z), got {seed!r}") from None
+        raise InputError(
+            f"a seed is a markups point node or voxel indices (x, y, z), got {seed!r}"
+        ) from None
     if len(values) == 2:
         values.append(0.0)
     if len(values) != 3:
-        raise InputError(f"a seed needs (x, y) or (x, y, z) voxel indices, got {len(values)} numbers")
+        raise InputError(
+            f"a seed needs (x, y) or (x, y, z) voxel indices, got {len(values)} numbers"
+        )
     return tuple(int(np.floor(v + 0.5)) for v in values)  # type: ignore[return-value]
 
 
-def structure_at_seed(hierarchy: Hierarchy, level: LevelSpec, seed_xyz: Sequence[float]) -> tuple[int, np.ndarray]:
+def structure_at_seed(
+    hierarchy: Hierarchy, level: LevelSpec, seed_xyz: Sequence[float]
+) -> tuple[int, np.ndarray]:
     """(label, label map with only that label kept) for the structure under the seed voxel."""
     labels = level_label_map(hierarchy, level)
     seed = tuple(seed_xyz)
@@ -128,11 +146,13 @@ def keep_structure_at_seed(
     """
     label, kept = structure_at_seed(hierarchy, level, seed_xyz)
     names = segment_names(kept, level)
-    push_level_to_segmentation(kept, segmentation_node, reference_volume_node, names=names)
+    push_level_to_segmentation(
+        kept, segmentation_node, reference_volume_node, names=names
+    )
     return label
 
 
-def reference_volume_of(segmentation_node: Any) -> Optional[Any]:
+def reference_volume_of(segmentation_node: Any) -> Any | None:
     """The volume whose geometry a segmentation was given (Slicer's "referenceImageGeometryRef"), if any."""
     if segmentation_node is None:
         return None

@@ -10,7 +10,7 @@ free slot, so the colours of one level are always pairwise distinct.
 from __future__ import annotations
 
 import colorsys
-from typing import Iterable
+from collections.abc import Iterable
 
 RGB = tuple[float, float, float]
 

@@ -23,15 +23,27 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import slicer
 import vtk
+from CUTSSegmentationJobs.engine import (
+    HIERARCHY_FORMAT,
+    Geometry,
+    Hierarchy,
+    InputError,
+    smallest_uint,
+)
 
-from CUTSSegmentationJobs.engine import HIERARCHY_FORMAT, Geometry, Hierarchy, InputError, smallest_uint
-
-from .bridge import _array_of_image, _name, _numpy_to_matrix, _set_image_from_array, ijk_to_ras_of, volume_shape
+from .bridge import (
+    _array_of_image,
+    _name,
+    _numpy_to_matrix,
+    _set_image_from_array,
+    ijk_to_ras_of,
+    volume_shape,
+)
 
 ROLE = "CUTS.Role"
 ROLE_HIERARCHY = "hierarchy"
@@ -55,7 +67,9 @@ def _as_unsigned(array: np.ndarray, what: str) -> np.ndarray:
     return array.astype(smallest_uint(int(array.max(initial=0))), copy=False)
 
 
-def _add_labelmap(scene: Any, name: str, role: str, array3d: np.ndarray, ijk_to_ras: np.ndarray) -> Any:
+def _add_labelmap(
+    scene: Any, name: str, role: str, array3d: np.ndarray, ijk_to_ras: np.ndarray
+) -> Any:
     node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
     image = vtk.vtkImageData()
     _set_image_from_array(image, array3d)
@@ -76,16 +90,18 @@ def _int_column(name: str, values: np.ndarray) -> vtk.vtkIntArray:
 
 def _read_labelmap(node: Any, what: str) -> np.ndarray:
     if node is None or node.GetImageData() is None:
-        raise InputError(f"the CUTS hierarchy in this scene lacks its {what} data: was the scene saved completely?")
+        raise InputError(
+            f"the CUTS hierarchy in this scene lacks its {what} data: was the scene saved completely?"
+        )
     return _array_of_image(node.GetImageData())[..., 0].copy()
 
 
 # --------------------------------------------------------------------------- store / load
 def store_hierarchy_in_scene(
     scene: Any,
-    hierarchy: Union[Hierarchy, str, Path],
-    reference_volume_node: Optional[Any] = None,
-    name: Optional[str] = None,
+    hierarchy: Hierarchy | str | Path,
+    reference_volume_node: Any | None = None,
+    name: str | None = None,
 ) -> Any:
     """Add `hierarchy` (or a hierarchy.npz path) to `scene`; returns the hierarchy (table) node.
 
@@ -107,7 +123,11 @@ def store_hierarchy_in_scene(
     else:
         ijk_to_ras = hierarchy.geometry.ijk_to_ras_matrix()
         transform_id = None
-    base = name or (f"CUTS hierarchy ({_name(reference_volume_node)})" if reference_volume_node else "CUTS hierarchy")
+    base = name or (
+        f"CUTS hierarchy ({_name(reference_volume_node)})"
+        if reference_volume_node
+        else "CUTS hierarchy"
+    )
 
     atom_map = _as_unsigned(hierarchy.atom_map, "atom_map")
     merge_tree = _as_unsigned(np.atleast_2d(hierarchy.merge_tree), "merge_tree")
@@ -116,7 +136,9 @@ def store_hierarchy_in_scene(
             np.array_equal(hierarchy.step_map(int(step)), hierarchy.levels[i])
             for i, step in enumerate(hierarchy.level_steps)
         )
-    except IndexError:  # steps or atoms outside the merge tree: keep the levels themselves
+    except (
+        IndexError
+    ):  # steps or atoms outside the merge tree: keep the levels themselves
         levels_rebuildable = False
 
     dtypes = {
@@ -125,7 +147,9 @@ def store_hierarchy_in_scene(
         "levels": hierarchy.levels.dtype.name,
     }
     data_nodes: dict[str, Any] = {
-        "atom_map": _add_labelmap(scene, f"{base} atoms", "atom_map", atom_map.reshape(grid), ijk_to_ras),
+        "atom_map": _add_labelmap(
+            scene, f"{base} atoms", "atom_map", atom_map.reshape(grid), ijk_to_ras
+        ),
         # M x T x 1 voxels: numpy (z=1, y=T, x=M); identity geometry, it is not an image.
         "merge_tree": _add_labelmap(
             scene, f"{base} merge tree", "merge_tree", merge_tree[np.newaxis], np.eye(4)
@@ -135,11 +159,17 @@ def store_hierarchy_in_scene(
         persistent = _as_unsigned(hierarchy.persistent, "persistent")
         dtypes["persistent"] = np.asarray(hierarchy.persistent).dtype.name
         data_nodes["persistent"] = _add_labelmap(
-            scene, f"{base} persistent", "persistent", persistent.reshape(grid), ijk_to_ras
+            scene,
+            f"{base} persistent",
+            "persistent",
+            persistent.reshape(grid),
+            ijk_to_ras,
         )
     if not levels_rebuildable:
         levels = _as_unsigned(hierarchy.levels, "levels").reshape((-1,) + grid[1:])
-        data_nodes["levels"] = _add_labelmap(scene, f"{base} levels", "levels", levels, ijk_to_ras)
+        data_nodes["levels"] = _add_labelmap(
+            scene, f"{base} levels", "levels", levels, ijk_to_ras
+        )
     for key in ("atom_map", "persistent", "levels"):
         if key in data_nodes and transform_id:
             data_nodes[key].SetAndObserveTransformNodeID(transform_id)
@@ -178,14 +208,21 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     if hierarchy_node is None or hierarchy_node.GetAttribute(ROLE) != ROLE_HIERARCHY:
         raise InputError("the selected node is not a CUTS hierarchy")
     if hierarchy_node.GetAttribute("CUTS.Format") != HIERARCHY_FORMAT:
-        raise InputError(f"unsupported CUTS hierarchy format {hierarchy_node.GetAttribute('CUTS.Format')!r}")
+        raise InputError(
+            f"unsupported CUTS hierarchy format {hierarchy_node.GetAttribute('CUTS.Format')!r}"
+        )
     table = hierarchy_node.GetTable()
 
     def column(name: str) -> np.ndarray:
         array = table.GetColumnByName(name)
         if array is None:
             raise InputError(f"the CUTS hierarchy table lacks its '{name}' column")
-        return np.array([int(array.GetVariantValue(r).ToInt()) for r in range(table.GetNumberOfRows())])
+        return np.array(
+            [
+                int(array.GetVariantValue(r).ToInt())
+                for r in range(table.GetNumberOfRows())
+            ]
+        )
 
     level_steps = column("step")
     n_clusters = column("clusters")
@@ -194,15 +231,25 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     geometry_json = json.loads(hierarchy_node.GetAttribute("CUTS.Geometry"))
     info = json.loads(hierarchy_node.GetAttribute("CUTS.Info") or "{}")
 
-    stored_atoms = _read_labelmap(hierarchy_node.GetNodeReference(_REF["atom_map"]), "atom map").reshape(shape)
-    atom_map = stored_atoms.astype(dtypes.get("atom_map", stored_atoms.dtype.name), copy=False)
-    merge_tree = _read_labelmap(hierarchy_node.GetNodeReference(_REF["merge_tree"]), "merge tree")[0]
-    merge_tree = merge_tree.astype(dtypes.get("merge_tree", merge_tree.dtype.name), copy=False)
+    stored_atoms = _read_labelmap(
+        hierarchy_node.GetNodeReference(_REF["atom_map"]), "atom map"
+    ).reshape(shape)
+    atom_map = stored_atoms.astype(
+        dtypes.get("atom_map", stored_atoms.dtype.name), copy=False
+    )
+    merge_tree = _read_labelmap(
+        hierarchy_node.GetNodeReference(_REF["merge_tree"]), "merge tree"
+    )[0]
+    merge_tree = merge_tree.astype(
+        dtypes.get("merge_tree", merge_tree.dtype.name), copy=False
+    )
 
     levels_dtype = np.dtype(dtypes.get("levels", "uint16"))
     levels_node = hierarchy_node.GetNodeReference(_REF["levels"])
     if levels_node is not None:
-        levels = _read_labelmap(levels_node, "levels").reshape((len(level_steps),) + shape)
+        levels = _read_labelmap(levels_node, "levels").reshape(
+            (len(level_steps),) + shape
+        )
     else:
         # One gather per level through a per-step lookup table, on the compact stored atom map.
         levels = np.empty((len(level_steps),) + shape, dtype=levels_dtype)
@@ -214,8 +261,12 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     persistent = None
     persistent_node = hierarchy_node.GetNodeReference(_REF["persistent"])
     if persistent_node is not None:
-        persistent = _read_labelmap(persistent_node, "persistent structures").reshape(shape)
-        persistent = persistent.astype(dtypes.get("persistent", persistent.dtype.name), copy=False)
+        persistent = _read_labelmap(persistent_node, "persistent structures").reshape(
+            shape
+        )
+        persistent = persistent.astype(
+            dtypes.get("persistent", persistent.dtype.name), copy=False
+        )
 
     return Hierarchy(
         levels=levels,
@@ -234,14 +285,18 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     )
 
 
-def find_hierarchy_nodes(scene: Any, reference_volume_node: Optional[Any] = None) -> list[Any]:
+def find_hierarchy_nodes(
+    scene: Any, reference_volume_node: Any | None = None
+) -> list[Any]:
     """Hierarchy nodes in the scene, newest last; only those made for `reference_volume_node` if given."""
     found = []
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLTableNode")):
         node = scene.GetNthNodeByClass(index, "vtkMRMLTableNode")
         if node.GetAttribute(ROLE) != ROLE_HIERARCHY:
             continue
-        wanted = reference_volume_node.GetID() if reference_volume_node is not None else None
+        wanted = (
+            reference_volume_node.GetID() if reference_volume_node is not None else None
+        )
         if wanted is not None and node.GetNodeReferenceID(_REF["reference"]) != wanted:
             continue
         found.append(node)
@@ -261,16 +316,20 @@ def remove_hierarchy_from_scene(hierarchy_node: Any) -> None:
 
 
 # --------------------------------------------------------------------------- scene bundles
-def write_scene_bundle(scene: Any, path: Union[str, Path]) -> Path:
+def write_scene_bundle(scene: Any, path: str | Path) -> Path:
     """Save the whole scene as a .mrb (what Slicer's 'Save scene as bundle' does); InputError if it fails."""
     path = Path(path)
     messages = slicer.vtkMRMLMessageCollection()
     if not scene.WriteToMRB(str(path), None, messages):
-        raise InputError(f"could not save the scene to {path}: {messages.GetAllMessagesAsString()}")
+        raise InputError(
+            f"could not save the scene to {path}: {messages.GetAllMessagesAsString()}"
+        )
     return path
 
 
-def read_scene_bundle(scene: Any, path: Union[str, Path], cache_directory: Optional[Union[str, Path]] = None) -> None:
+def read_scene_bundle(
+    scene: Any, path: str | Path, cache_directory: str | Path | None = None
+) -> None:
     """Load a .mrb into `scene` (added to what is there).
 
     The Slicer application gives every scene a data I/O manager with a cache folder, which ReadFromMRB unpacks
@@ -278,7 +337,9 @@ def read_scene_bundle(scene: Any, path: Union[str, Path], cache_directory: Optio
     """
     if scene.GetDataIOManager() is None or scene.GetCacheManager() is None:
         cache = slicer.vtkCacheManager()
-        cache.SetRemoteCacheDirectory(str(cache_directory or tempfile.mkdtemp(prefix="cuts-mrb-")))
+        cache.SetRemoteCacheDirectory(
+            str(cache_directory or tempfile.mkdtemp(prefix="cuts-mrb-"))
+        )
         io_manager = slicer.vtkDataIOManager()
         io_manager.SetCacheManager(cache)
         scene.SetCacheManager(cache)

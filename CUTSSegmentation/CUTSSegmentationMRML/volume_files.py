@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import slicer
-
 from CUTSSegmentationJobs.engine import InputError, image_reader
 
 from .bridge import image_to_volume_node
@@ -17,7 +16,7 @@ MRML_VOLUME_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
 # --------------------------------------------------------------------------------------- volume files
-def write_volume_file(volume_node: Any, path: Union[str, Path]) -> Path:
+def write_volume_file(volume_node: Any, path: str | Path) -> Path:
     """Write a volume node (scalar or vector) as an uncompressed NRRD for the engine's child process.
 
     Written through Slicer's own volume storage node, so the file carries the node's geometry exactly as
@@ -41,7 +40,7 @@ def _extension(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def read_volume_file(scene: Any, path: Union[str, Path], name: Optional[str] = None) -> Any:
+def read_volume_file(scene: Any, path: str | Path, name: str | None = None) -> Any:
     """Load an image file into `scene` as a scalar or vector volume node.
 
     The engine reads and validates the file first (one clear InputError line for a missing, unreadable,
@@ -54,7 +53,11 @@ def read_volume_file(scene: Any, path: Union[str, Path], name: Optional[str] = N
     image = reader.validate_image(reader.read_image(path))
     node_name = name or path.name.split(".")[0] or "CUTS input"
     if _extension(path) in MRML_VOLUME_EXTENSIONS:
-        class_name = "vtkMRMLScalarVolumeNode" if image.channels == 1 else "vtkMRMLVectorVolumeNode"
+        class_name = (
+            "vtkMRMLScalarVolumeNode"
+            if image.channels == 1
+            else "vtkMRMLVectorVolumeNode"
+        )
         node = scene.AddNewNodeByClass(class_name, node_name)
         storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
         storage.SetFileName(str(path))

@@ -1,3 +1,4 @@
+# ruff: noqa: N999  (Slicer names a module's packages <ModuleName><Part>)
 """The Python parts of the CUTSSegmentation module beside its module file (as in SlicerNNUnet's Lib package).
 
 - `logic`: the module logic without Slicer's application (console API, background jobs);
@@ -9,7 +10,12 @@
 Named apart from the engine, `CUTSSegmentationLib`, which is installed beside it.
 """
 
-from .controller import PanelController, PanelState, default_input_volume, is_input_volume
+from .controller import (
+    PanelController,
+    PanelState,
+    default_input_volume,
+    is_input_volume,
+)
 from .dependencies import DependencyError, DependencyInstaller
 from .logic import SegmentationLogic
 from .reloading import forget_packages

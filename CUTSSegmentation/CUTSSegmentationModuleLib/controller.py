@@ -12,10 +12,24 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Protocol
 
-from CUTSSegmentationJobs import DEVICE_CHOICES, Accelerators, JobResult, choose_device, device_label
-from CUTSSegmentationMRML import PERSISTENT, ROLE, default_level, find_hierarchy_nodes, level_description
+from CUTSSegmentationJobs import (
+    DEVICE_CHOICES,
+    Accelerators,
+    JobResult,
+    choose_device,
+    device_label,
+)
+from CUTSSegmentationMRML import (
+    PERSISTENT,
+    ROLE,
+    default_level,
+    find_hierarchy_nodes,
+    level_description,
+)
+
+logger = logging.getLogger(__name__)
 
 #: Volume classes the panel segments; subclasses (label maps, DWI, DTI) are other kinds of data.
 INPUT_VOLUME_CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode")
@@ -38,7 +52,7 @@ class PanelParameters(Protocol):
 class Job(Protocol):
     """A background job (CUTSSegmentationJobs.EngineJob)."""
 
-    def poll(self) -> Optional[JobResult]: ...
+    def poll(self) -> JobResult | None: ...
 
     def cancel(self) -> JobResult: ...
 
@@ -54,19 +68,45 @@ class PanelLogic(Protocol):
 
     def createSegmentationNode(self, volumeNode: Any) -> Any: ...
 
-    def pushLevel(self, hierarchy: Any, level: Any, segmentationNode: Any = None, referenceVolumeNode: Any = None) -> Any: ...
-
-    def binarizeAtSeed(
-        self, hierarchy: Any, seed: Any, level: Any = None, segmentationNode: Any = None, referenceVolumeNode: Any = None
+    def pushLevel(
+        self,
+        hierarchy: Any,
+        level: Any,
+        segmentationNode: Any = None,
+        referenceVolumeNode: Any = None,
     ) -> Any: ...
 
-    def startTrainingJob(self, volumeNodes: Any, epochs: Optional[int] = None, device: str = "auto", seed: int = 0,
-                         onProgress: Any = None, onOutput: Any = None) -> Job: ...
+    def binarizeAtSeed(
+        self,
+        hierarchy: Any,
+        seed: Any,
+        level: Any = None,
+        segmentationNode: Any = None,
+        referenceVolumeNode: Any = None,
+    ) -> Any: ...
+
+    def startTrainingJob(
+        self,
+        volumeNodes: Any,
+        epochs: int | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        onProgress: Any = None,
+        onOutput: Any = None,
+    ) -> Job: ...
 
     def finishTrainingJob(self, job: Any) -> str: ...
 
-    def startSegmentationJob(self, volumeNode: Any, modelPath: Optional[str] = None, epochs: Optional[int] = None,
-                             device: str = "auto", seed: int = 0, onProgress: Any = None, onOutput: Any = None) -> Job: ...
+    def startSegmentationJob(
+        self,
+        volumeNode: Any,
+        modelPath: str | None = None,
+        epochs: int | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        onProgress: Any = None,
+        onOutput: Any = None,
+    ) -> Job: ...
 
     def finishSegmentationJob(self, job: Any, volumeNode: Any) -> Any: ...
 
@@ -95,14 +135,18 @@ class PanelState:
     deviceLabels: tuple[str, ...] = ()
 
 
-def node_id(node: Any) -> Optional[str]:
+def node_id(node: Any) -> str | None:
     """A node's ID, None for no node."""
     return node.GetID() if node is not None else None
 
 
 def is_input_volume(node: Any) -> bool:
     """A volume the panel segments: exactly a scalar or vector volume, and none of the module's own nodes."""
-    return node is not None and node.GetClassName() in INPUT_VOLUME_CLASSES and not node.GetAttribute(ROLE)
+    return (
+        node is not None
+        and node.GetClassName() in INPUT_VOLUME_CLASSES
+        and not node.GetAttribute(ROLE)
+    )
 
 
 def default_input_volume(scene: Any) -> Any:
@@ -128,17 +172,17 @@ class PanelController:
     def __init__(self, logic: PanelLogic, accelerators: Accelerators) -> None:
         self.logic = logic
         self.accelerators = accelerators
-        self.parameters: Optional[PanelParameters] = None
-        self.job: Optional[Job] = None
+        self.parameters: PanelParameters | None = None
+        self.job: Job | None = None
         self.status = ""
         self.progress = 0
         self.progressFormat = "%p%"
-        self._onJobSucceeded: Optional[Callable[[Any], None]] = None
-        self._shownKey: Optional[tuple] = None
-        self._inputID: Optional[str] = None
+        self._onJobSucceeded: Callable[[Any], None] | None = None
+        self._shownKey: tuple | None = None
+        self._inputID: str | None = None
 
     # ------------------------------------------------------------------------------------------ parameters
-    def setParameters(self, parameters: Optional[PanelParameters]) -> None:
+    def setParameters(self, parameters: PanelParameters | None) -> None:
         """Work on this parameter node from now on (None: no scene)."""
         self.parameters = parameters
         if parameters is not None:
@@ -156,7 +200,12 @@ class PanelController:
 
     def _displayKey(self) -> tuple:
         p = self.parameters
-        return (node_id(p.hierarchyNode), int(p.level), bool(p.showPersistent), node_id(p.outputSegmentation))
+        return (
+            node_id(p.hierarchyNode),
+            int(p.level),
+            bool(p.showPersistent),
+            node_id(p.outputSegmentation),
+        )
 
     def currentHierarchy(self) -> Any:
         """The hierarchy of the parameter node's hierarchy node, None when there is none or it is unreadable."""
@@ -165,7 +214,7 @@ class PanelController:
             return None
         try:
             return self.logic.hierarchyForNode(p.hierarchyNode)
-        except Exception as exc:  # a damaged or foreign table node: say so, keep the panel usable
+        except Exception as exc:  # noqa: BLE001  (a damaged or foreign table node: say so, keep the panel usable)
             self.status = str(exc)
             return None
 
@@ -181,7 +230,11 @@ class PanelController:
         inputID = node_id(p.inputVolume)
         if inputID != self._inputID:
             self._inputID = inputID
-            found = find_hierarchy_nodes(p.inputVolume.GetScene(), p.inputVolume) if p.inputVolume is not None else []
+            found = (
+                find_hierarchy_nodes(p.inputVolume.GetScene(), p.inputVolume)
+                if p.inputVolume is not None
+                else []
+            )
             hierarchyNode = found[-1] if found else None
             if node_id(hierarchyNode) != node_id(p.hierarchyNode):
                 p.hierarchyNode = hierarchyNode
@@ -205,12 +258,20 @@ class PanelController:
 
     def state(self) -> PanelState:
         """What the widgets show now."""
-        labels = tuple(device_label(choice, self.accelerators) for choice in DEVICE_CHOICES)
+        labels = tuple(
+            device_label(choice, self.accelerators) for choice in DEVICE_CHOICES
+        )
         p = self.parameters
         busy = self.job is not None
         if p is None:
-            return PanelState(loadModelEnabled=not busy, cancelEnabled=busy, status=self.status,
-                              progress=self.progress, progressFormat=self.progressFormat, deviceLabels=labels)
+            return PanelState(
+                loadModelEnabled=not busy,
+                cancelEnabled=busy,
+                status=self.status,
+                progress=self.progress,
+                progressFormat=self.progressFormat,
+                deviceLabels=labels,
+            )
         hierarchy = self.currentHierarchy()
         hasInput = p.inputVolume is not None
         levelMaximum = max(0, hierarchy.n_levels - 1) if hierarchy is not None else 0
@@ -218,7 +279,9 @@ class PanelController:
         if hierarchy is None:
             levelText = PanelState.levelText
         else:
-            levelText = level_description(hierarchy, PERSISTENT if p.showPersistent else level)
+            levelText = level_description(
+                hierarchy, PERSISTENT if p.showPersistent else level
+            )
         return PanelState(
             trainEnabled=hasInput and not busy,
             segmentEnabled=hasInput and not busy,
@@ -228,7 +291,8 @@ class PanelController:
             levelEnabled=hierarchy is not None,
             levelMaximum=levelMaximum,
             level=level,
-            persistentEnabled=hierarchy is not None and hierarchy.persistent is not None,
+            persistentEnabled=hierarchy is not None
+            and hierarchy.persistent is not None,
             # Placed points do not modify the parameter node: an empty point list is reported on the click.
             keepSeedEnabled=hierarchy is not None and p.seedPoints is not None,
             showInSegmentEditorEnabled=p.outputSegmentation is not None,
@@ -246,7 +310,7 @@ class PanelController:
         hierarchy = self.currentHierarchy()
         if p is None or hierarchy is None:
             return
-        level = min(max(0, int(round(value))), hierarchy.n_levels - 1)
+        level = min(max(0, round(value)), hierarchy.n_levels - 1)
         p.showPersistent = False
         p.level = level
 
@@ -254,17 +318,28 @@ class PanelController:
         """Ask to install what the engine lacks; False (and a status line, no error) when the user says no."""
         if self.logic.installDependencies(askConfirmation=True):
             return True
-        self.status = "The CUTS engine needs PyTorch and a few Python packages; nothing was run."
+        self.status = (
+            "The CUTS engine needs PyTorch and a few Python packages; nothing was run."
+        )
         return False
 
     def train(self) -> bool:
         """Start training an encoder on the input volume; False when nothing was started."""
         p = self.parameters
-        if p is None or p.inputVolume is None or self.job is not None or not self.ensureDependencies():
+        if (
+            p is None
+            or p.inputVolume is None
+            or self.job is not None
+            or not self.ensureDependencies()
+        ):
             return False
         device, self.status = choose_device(p.device, self.accelerators)
         job = self.logic.startTrainingJob(
-            [p.inputVolume], epochs=p.epochs or None, device=device, onProgress=self._onProgress, onOutput=_logOutput
+            [p.inputVolume],
+            epochs=p.epochs or None,
+            device=device,
+            onProgress=self._onProgress,
+            onOutput=_logOutput,
         )
         self._begin(job, self._trainingSucceeded)
         return True
@@ -276,15 +351,26 @@ class PanelController:
     def segment(self) -> bool:
         """Start computing the hierarchy of the input volume; False when nothing was started."""
         p = self.parameters
-        if p is None or p.inputVolume is None or self.job is not None or not self.ensureDependencies():
+        if (
+            p is None
+            or p.inputVolume is None
+            or self.job is not None
+            or not self.ensureDependencies()
+        ):
             return False
         device, self.status = choose_device(p.device, self.accelerators)
         volumeNode = p.inputVolume
         job = self.logic.startSegmentationJob(
-            volumeNode, modelPath=p.modelPath or None, epochs=p.epochs or None, device=device,
-            onProgress=self._onProgress, onOutput=_logOutput,
+            volumeNode,
+            modelPath=p.modelPath or None,
+            epochs=p.epochs or None,
+            device=device,
+            onProgress=self._onProgress,
+            onOutput=_logOutput,
         )
-        self._begin(job, lambda finished: self._segmentationSucceeded(finished, volumeNode))
+        self._begin(
+            job, lambda finished: self._segmentationSucceeded(finished, volumeNode)
+        )
         return True
 
     def _segmentationSucceeded(self, job: Any, volumeNode: Any) -> None:
@@ -314,7 +400,9 @@ class PanelController:
         if p.outputSegmentation is None:
             p.outputSegmentation = self.logic.createSegmentationNode(p.inputVolume)
         level = PERSISTENT if p.showPersistent else int(p.level)
-        self.logic.binarizeAtSeed(hierarchy, p.seedPoints, level, p.outputSegmentation, p.inputVolume)
+        self.logic.binarizeAtSeed(
+            hierarchy, p.seedPoints, level, p.outputSegmentation, p.inputVolume
+        )
         self.status = "Kept the structure under the seed point."
 
     # ------------------------------------------------------------------------------------------ the job
@@ -325,11 +413,11 @@ class PanelController:
         self.progressFormat = "%p%"
 
     def _onProgress(self, stage: str, fraction: float, message: str) -> None:
-        self.progress = int(round(100 * max(0.0, min(1.0, fraction))))
+        self.progress = round(100 * max(0.0, min(1.0, fraction)))
         self.progressFormat = f"{stage}: %p%"
         self.status = message
 
-    def poll(self) -> Optional[JobResult]:
+    def poll(self) -> JobResult | None:
         """Handle the job's output so far; once it ended, take its results and return how it ended."""
         job = self.job
         if job is None:
@@ -364,4 +452,4 @@ class PanelController:
 
 
 def _logOutput(line: str) -> None:
-    logging.info(f"CUTS engine: {line}")
+    logger.info(f"CUTS engine: {line}")

@@ -9,8 +9,9 @@ exist only in Slicer are passed in, so the decisions here run and are tested wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Protocol
 
 from CUTSSegmentationJobs import missing_requirements, read_requirements
 from CUTSSegmentationJobs.environment import TORCH_MINIMUM_VERSION
@@ -32,9 +33,9 @@ class TorchInstaller(Protocol):
     def installTorch(
         self,
         askConfirmation: bool = False,
-        forceComputationBackend: Optional[str] = None,
-        torchVersionRequirement: Optional[str] = None,
-        torchvisionVersionRequirement: Optional[str] = None,
+        forceComputationBackend: str | None = None,
+        torchVersionRequirement: str | None = None,
+        torchvisionVersionRequirement: str | None = None,
     ) -> Any:
         """Install torch; returns the torch module, or None when it was not installed."""
 
@@ -71,8 +72,8 @@ class DependencyInstaller:
 
     def __init__(
         self,
-        requirements_path: Union[str, Path],
-        torch_installer: Callable[[], Optional[TorchInstaller]],
+        requirements_path: str | Path,
+        torch_installer: Callable[[], TorchInstaller | None],
         install_packages: PackageInstaller,
         confirm: Confirm,
         torch_minimum_version: str = TORCH_MINIMUM_VERSION,
@@ -85,7 +86,10 @@ class DependencyInstaller:
 
     def requirements(self) -> list[str]:
         """torch first, then the requirements file."""
-        return [f"torch>={self.torch_minimum_version}", *read_requirements(self.requirements_path)]
+        return [
+            f"torch>={self.torch_minimum_version}",
+            *read_requirements(self.requirements_path),
+        ]
 
     def missing(self) -> list[str]:
         """Requirements not installed, or installed older than their bound (checked without importing)."""
@@ -115,21 +119,26 @@ class DependencyInstaller:
             return False
         if torch_missing:
             torch = torch_installer.installTorch(
-                askConfirmation=False, torchVersionRequirement=f">={self.torch_minimum_version}"
+                askConfirmation=False,
+                torchVersionRequirement=f">={self.torch_minimum_version}",
             )
             if torch is None:
-                raise DependencyError("PyTorch was not installed (see the PyTorch extension's log).")
+                raise DependencyError(
+                    "PyTorch was not installed (see the PyTorch extension's log)."
+                )
         others = [requirement for requirement in missing if not is_torch(requirement)]
         if others:
             self.install_packages(others)
         still_missing = self.missing()
         if still_missing:
-            raise DependencyError("still missing after installing: " + ", ".join(still_missing))
+            raise DependencyError(
+                "still missing after installing: " + ", ".join(still_missing)
+            )
         return True
 
 
 # --------------------------------------------------------------------------------------- Slicer's parts
-def pytorch_extension_logic() -> Optional[TorchInstaller]:
+def pytorch_extension_logic() -> TorchInstaller | None:
     """The PyTorch extension's logic, made without building its module widget; None when not installed."""
     try:
         import PyTorchUtils
@@ -143,15 +152,19 @@ def slicer_package_installer(requester: str = "CUTSSegmentation") -> PackageInst
 
     def install(requirements: list[str]) -> None:
         try:
-            import slicer.packaging as packaging
+            from slicer import packaging
         except ImportError:
             packaging = None
         if packaging is not None:
-            packaging.pip_ensure(requirements, prompt_install=False, requester=requester)
+            packaging.pip_ensure(
+                requirements, prompt_install=False, requester=requester
+            )
         else:
             import slicer.util
 
-            slicer.util.pip_install(requirements)  # a list: one pip argument per requirement, no quoting
+            slicer.util.pip_install(
+                requirements
+            )  # a list: one pip argument per requirement, no quoting
 
     return install
 

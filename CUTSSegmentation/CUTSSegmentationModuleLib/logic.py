@@ -14,10 +14,10 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import slicer
-
 from CUTSSegmentationJobs import (
     EngineJob,
     copy_model_file,
@@ -30,6 +30,7 @@ from CUTSSegmentationMRML import (
     PERSISTENT,
     default_level,
     find_hierarchy_nodes,
+    in_process,
     keep_structure_at_seed,
     load_hierarchy_from_scene,
     push_level,
@@ -38,10 +39,11 @@ from CUTSSegmentationMRML import (
     seed_voxel,
     store_hierarchy_in_scene,
 )
-from CUTSSegmentationMRML import in_process
 from CUTSSegmentationMRML.volume_files import write_volume_file
 
 from .dependencies import DependencyInstaller
+
+logger = logging.getLogger(__name__)
 
 
 def default_models_directory() -> str:
@@ -53,17 +55,19 @@ def default_models_directory() -> str:
 
 def log_progress(stage: str, fraction: float, message: str) -> None:
     """Progress of blocking console calls, into Slicer's log."""
-    logging.info(f"CUTS {stage} {100 * fraction:.0f}% {message}")
+    logger.info(f"CUTS {stage} {100 * fraction:.0f}% {message}")
 
 
 class SegmentationLogic:
     """Train, segment, show levels and keep structures on MRML nodes; no GUI, usable in batch mode."""
 
-    def __init__(self, dependencies: Optional[DependencyInstaller] = None) -> None:
+    def __init__(self, dependencies: DependencyInstaller | None = None) -> None:
         self.dependencies = dependencies
         self._hierarchies: dict = {}  # hierarchy node ID -> Hierarchy (read once, reused by every slider move)
         self._volumes: dict = {}  # id(Hierarchy) -> the volume node it was computed for (console calls)
-        self.modelsDirectory: Optional[str] = None  # where trained encoders are kept; None: default_models_directory()
+        self.modelsDirectory: str | None = (
+            None  # where trained encoders are kept; None: default_models_directory()
+        )
 
     # ------------------------------------------------------------------------------------------ dependencies
     def missingDependencies(self) -> list:
@@ -72,13 +76,28 @@ class SegmentationLogic:
 
     def installDependencies(self, askConfirmation: bool = True) -> bool:
         """Install what is missing after asking; True when everything is available, False when declined."""
-        return self.dependencies.ensure(ask=askConfirmation) if self.dependencies is not None else True
+        return (
+            self.dependencies.ensure(ask=askConfirmation)
+            if self.dependencies is not None
+            else True
+        )
 
     # ------------------------------------------------------------------------------------------ console API
-    def train(self, volumes, epochs: Optional[int] = None, device: str = "auto", seed: int = 0, progress=None):
+    def train(
+        self,
+        volumes,
+        epochs: int | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        progress=None,
+    ):
         """Train an encoder on one volume node or a list of them, in this process (blocks). Returns the model."""
         return in_process.train_on_volumes(
-            volumes, epochs=epochs, device=device, seed=seed, progress=progress or log_progress
+            volumes,
+            epochs=epochs,
+            device=device,
+            seed=seed,
+            progress=progress or log_progress,
         )
 
     def segment(
@@ -86,7 +105,7 @@ class SegmentationLogic:
         volumeNode,
         model=None,
         device: str = "auto",
-        epochs: Optional[int] = None,
+        epochs: int | None = None,
         seed: int = 0,
         progress=None,
         segmentationNode=None,
@@ -99,25 +118,47 @@ class SegmentationLogic:
         the middle level) is pushed into it.
         """
         hierarchy = in_process.segment_volume(
-            volumeNode, model, device=device, epochs=epochs, seed=seed, progress=progress or log_progress
+            volumeNode,
+            model,
+            device=device,
+            epochs=epochs,
+            seed=seed,
+            progress=progress or log_progress,
         )
         self.addHierarchyToScene(hierarchy, volumeNode)
         if segmentationNode is not None:
-            self.pushLevel(hierarchy, default_level(hierarchy) if level is None else level, segmentationNode)
+            self.pushLevel(
+                hierarchy,
+                default_level(hierarchy) if level is None else level,
+                segmentationNode,
+            )
         return hierarchy
 
-    def pushLevel(self, hierarchy, level, segmentationNode=None, referenceVolumeNode=None):
+    def pushLevel(
+        self, hierarchy, level, segmentationNode=None, referenceVolumeNode=None
+    ):
         """Replace the segments of segmentationNode (created if None) with a level (index, or "persistent")."""
-        volumeNode = self._referenceVolume(hierarchy, segmentationNode, referenceVolumeNode)
+        volumeNode = self._referenceVolume(
+            hierarchy, segmentationNode, referenceVolumeNode
+        )
         if segmentationNode is None:
             segmentationNode = self.createSegmentationNode(volumeNode)
         push_level(hierarchy, level, segmentationNode, volumeNode)
         return segmentationNode
 
-    def binarizeAtSeed(self, hierarchy, seed, level=None, segmentationNode=None, referenceVolumeNode=None):
+    def binarizeAtSeed(
+        self,
+        hierarchy,
+        seed,
+        level=None,
+        segmentationNode=None,
+        referenceVolumeNode=None,
+    ):
         """Keep the one structure under `seed` (markups node or voxel (x, y, z)) of `level` (None: persistent map,
         or the coarsest level when there is none) in segmentationNode (created if None); returns the node."""
-        volumeNode = self._referenceVolume(hierarchy, segmentationNode, referenceVolumeNode)
+        volumeNode = self._referenceVolume(
+            hierarchy, segmentationNode, referenceVolumeNode
+        )
         if level is None:
             level = PERSISTENT if hierarchy.persistent is not None else -1
         seedXYZ = seed_voxel(seed, volumeNode)
@@ -138,10 +179,14 @@ class SegmentationLogic:
     def createSegmentationNode(self, volumeNode):
         """A new, empty segmentation on the volume's grid."""
         scene = volumeNode.GetScene() if volumeNode is not None else slicer.mrmlScene
-        segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
+        segmentationNode = scene.AddNewNodeByClass(
+            "vtkMRMLSegmentationNode", "CUTS segmentation"
+        )
         segmentationNode.CreateDefaultDisplayNodes()
         if volumeNode is not None:
-            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(
+                volumeNode
+            )
         return segmentationNode
 
     def addHierarchyToScene(self, hierarchy, volumeNode):
@@ -177,25 +222,37 @@ class SegmentationLogic:
         volumeNode = reference_volume_of(segmentationNode)
         if volumeNode is None:
             remembered = self._volumes.get(id(hierarchy))
-            volumeNode = remembered if remembered is not None and remembered.GetScene() is not None else None
+            volumeNode = (
+                remembered
+                if remembered is not None and remembered.GetScene() is not None
+                else None
+            )
         if volumeNode is None:
-            raise ValueError("Give referenceVolumeNode: the volume this hierarchy was computed for.")
+            raise ValueError(
+                "Give referenceVolumeNode: the volume this hierarchy was computed for."
+            )
         return volumeNode
 
     # ------------------------------------------------------------------------------------------ background jobs
     def _newJob(self, name: str, onProgress, onOutput) -> EngineJob:
         try:
-            environment = slicer.util.startupEnvironment()  # the environment Slicer was started with
-        except Exception:
+            environment = (
+                slicer.util.startupEnvironment()
+            )  # the environment Slicer was started with
+        except Exception:  # noqa: BLE001  (no Slicer application: this process's environment)
             environment = None
         return EngineJob(
-            python=find_python_executable(), env=environment, on_progress=onProgress, on_output=onOutput, name=name
+            python=find_python_executable(),
+            env=environment,
+            on_progress=onProgress,
+            on_output=onOutput,
+            name=name,
         )
 
     def startTrainingJob(
         self,
         volumeNodes: Sequence[Any],
-        epochs: Optional[int] = None,
+        epochs: int | None = None,
         device: str = "auto",
         seed: int = 0,
         onProgress=None,
@@ -204,8 +261,19 @@ class SegmentationLogic:
         """Write the volumes to the job's temporary folder and start `cuts train` in the background."""
         job = self._newJob("CUTS training", onProgress, onOutput)
         try:
-            inputs = [write_volume_file(node, job.path(f"input{i}.nrrd")) for i, node in enumerate(volumeNodes)]
-            job.start(train_args(inputs, job.path("model.safetensors"), epochs=epochs, device=device, seed=seed))
+            inputs = [
+                write_volume_file(node, job.path(f"input{i}.nrrd"))
+                for i, node in enumerate(volumeNodes)
+            ]
+            job.start(
+                train_args(
+                    inputs,
+                    job.path("model.safetensors"),
+                    epochs=epochs,
+                    device=device,
+                    seed=seed,
+                )
+            )
         except BaseException:
             job.cleanup()
             raise
@@ -214,14 +282,16 @@ class SegmentationLogic:
     def finishTrainingJob(self, job: EngineJob) -> str:
         """Keep the trained encoder (moved out of the job folder into the models folder); returns its path."""
         folder = self.modelsDirectory or default_models_directory()
-        target = os.path.join(folder, time.strftime("cuts-encoder-%Y%m%d-%H%M%S.safetensors"))
+        target = os.path.join(
+            folder, time.strftime("cuts-encoder-%Y%m%d-%H%M%S.safetensors")
+        )
         return str(copy_model_file(job.path("model.safetensors"), target))
 
     def startSegmentationJob(
         self,
         volumeNode,
-        modelPath: Optional[str] = None,
-        epochs: Optional[int] = None,
+        modelPath: str | None = None,
+        epochs: int | None = None,
         device: str = "auto",
         seed: int = 0,
         onProgress=None,
@@ -232,7 +302,14 @@ class SegmentationLogic:
         try:
             inputPath = write_volume_file(volumeNode, job.path("input.nrrd"))
             job.start(
-                segment_args(inputPath, job.path("result"), model=modelPath, epochs=epochs, device=device, seed=seed)
+                segment_args(
+                    inputPath,
+                    job.path("result"),
+                    model=modelPath,
+                    epochs=epochs,
+                    device=device,
+                    seed=seed,
+                )
             )
         except BaseException:
             job.cleanup()

@@ -1,7 +1,7 @@
 """Qt side of the module panel: widgets in, PanelState out. Every decision is in `controller`.
 
 Read against Slicer's ScriptedLoadableModule template: the .ui is loaded, its widgets bound to the parameter
-node with connectGui (the SlicerParameterName property), the scene-close observers added. The granularity
+node (the SlicerParameterName property, through connectParametersToGui), the scene-close observers added. The granularity
 slider is the one widget not bound: its range depends on the hierarchy, so `show` writes range and value
 with the slider's signals blocked, and only a user's move reaches the controller.
 """
@@ -12,11 +12,26 @@ import os
 import qt
 import slicer
 import vtk
+from CUTSSegmentationJobs import detect_accelerators
 from slicer.util import VTKObservationMixin
 
-from CUTSSegmentationJobs import detect_accelerators
-
 from .controller import PanelController, PanelState
+
+logger = logging.getLogger(__name__)
+
+
+def boundWidgets(ui) -> dict:
+    """Parameter name -> widget, for the widgets whose SlicerParameterName property names a parameter.
+
+    Given to connectParametersToGui rather than calling connectGui, whose tag (needed to disconnect) Slicer
+    returns only from 5.10 on.
+    """
+    widgets = {}
+    for widget in vars(ui).values():
+        name = widget.property("SlicerParameterName")
+        if name:
+            widgets[name] = widget
+    return widgets
 
 
 class Panel(VTKObservationMixin):
@@ -46,21 +61,31 @@ class Panel(VTKObservationMixin):
         self._guiTag = None
         self._refreshing = False
 
-        self.ui.seedPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
+        self.ui.seedPlaceWidget.placeMultipleMarkups = (
+            slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
+        )
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.connect("timeout()", self.onTimer)
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(
+            slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose
+        )
+        self.addObserver(
+            slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose
+        )
 
-        self.ui.levelSliderWidget.connect("valueChanged(double)", self.onLevelSliderMoved)
+        self.ui.levelSliderWidget.connect(
+            "valueChanged(double)", self.onLevelSliderMoved
+        )
         self.ui.trainButton.connect("clicked(bool)", self.onTrainButton)
         self.ui.loadModelButton.connect("clicked(bool)", self.onLoadModelButton)
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.keepSeedButton.connect("clicked(bool)", self.onKeepSeedButton)
-        self.ui.showInSegmentEditorButton.connect("clicked(bool)", self.onShowInSegmentEditorButton)
+        self.ui.showInSegmentEditorButton.connect(
+            "clicked(bool)", self.onShowInSegmentEditorButton
+        )
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
 
     @property
@@ -100,23 +125,35 @@ class Panel(VTKObservationMixin):
         self._parameterNode = parameterNode
         self.controller.setParameters(parameterNode)
         if parameterNode is not None:
-            self._guiTag = parameterNode.connectGui(self.ui)
-            self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self._guiTag = parameterNode.connectParametersToGui(boundWidgets(self.ui))
+            self.addObserver(
+                parameterNode,
+                vtk.vtkCommand.ModifiedEvent,
+                self.onParameterNodeModified,
+            )
             self.onParameterNodeModified()
 
     def _disconnectParameterNode(self) -> None:
         if self._parameterNode is not None:
             self._parameterNode.disconnectGui(self._guiTag)
             self._guiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.removeObserver(
+                self._parameterNode,
+                vtk.vtkCommand.ModifiedEvent,
+                self.onParameterNodeModified,
+            )
 
     # ------------------------------------------------------------------------------------------ state -> widgets
     def onParameterNodeModified(self, caller=None, event=None) -> None:
-        if self._refreshing:  # the controller's own writes; it finishes the update itself
+        if (
+            self._refreshing
+        ):  # the controller's own writes; it finishes the update itself
             return
         self._refreshing = True
         try:
-            with slicer.util.tryWithErrorDisplay("Failed to show the segmentation level.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(
+                "Failed to show the segmentation level.", waitCursor=True
+            ):
                 self.controller.refresh()
         finally:
             self._refreshing = False
@@ -158,20 +195,26 @@ class Panel(VTKObservationMixin):
         self.controller.chooseLevel(value)
 
     def onTrainButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to start training.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(
+            "Failed to start training.", waitCursor=True
+        ):
             if self.controller.train():
                 self.timer.start()
         self._update()
 
     def onSegmentButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to start the segmentation.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(
+            "Failed to start the segmentation.", waitCursor=True
+        ):
             if self.controller.segment():
                 self.timer.start()
         self._update()
 
     def onLoadModelButton(self) -> None:
         path = qt.QFileDialog.getOpenFileName(
-            slicer.util.mainWindow(), "Load CUTS encoder", os.path.dirname(self._parameterNode.modelPath),
+            slicer.util.mainWindow(),
+            "Load CUTS encoder",
+            os.path.dirname(self._parameterNode.modelPath),
             "CUTS encoder (*.safetensors)",
         )
         self.controller.useModel(path)
@@ -181,16 +224,23 @@ class Panel(VTKObservationMixin):
         from CUTSSegmentationJobs import copy_model_file
 
         path = qt.QFileDialog.getSaveFileName(
-            slicer.util.mainWindow(), "Save CUTS encoder", "cuts-encoder.safetensors", "CUTS encoder (*.safetensors)"
+            slicer.util.mainWindow(),
+            "Save CUTS encoder",
+            "cuts-encoder.safetensors",
+            "CUTS encoder (*.safetensors)",
         )
         if path:
-            with slicer.util.tryWithErrorDisplay("Failed to save the encoder.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(
+                "Failed to save the encoder.", waitCursor=True
+            ):
                 saved = copy_model_file(self._parameterNode.modelPath, path)
                 self.controller.status = f"Encoder saved: {saved}"
         self._update()
 
     def onKeepSeedButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to keep the structure at the seed.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(
+            "Failed to keep the structure at the seed.", waitCursor=True
+        ):
             self.controller.keepStructureAtSeed()
         self._update()
 
@@ -209,13 +259,17 @@ class Panel(VTKObservationMixin):
 
     def onTimer(self) -> None:
         try:
-            with slicer.util.tryWithErrorDisplay("Failed to import the results.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(
+                "Failed to import the results.", waitCursor=True
+            ):
                 result = self.controller.poll()
                 if result is not None:
                     self.timer.stop()
                     if not result.ok and not result.cancelled:
-                        slicer.util.errorDisplay(result.message(), detailedText="\n".join(result.stderr_tail))
+                        slicer.util.errorDisplay(
+                            result.message(), detailedText="\n".join(result.stderr_tail)
+                        )
         except Exception:
             self.timer.stop()
-            logging.exception("CUTS job")
+            logger.exception("CUTS job")
         self._update()

@@ -7,6 +7,7 @@ first member's default, None, which only a None member of the Union can serializ
 
 from typing import Annotated, Optional, Union
 
+from CUTSSegmentationJobs import DEVICE_CHOICES
 from slicer import (
     vtkMRMLMarkupsFiducialNode,
     vtkMRMLScalarVolumeNode,
@@ -15,8 +16,6 @@ from slicer import (
     vtkMRMLVectorVolumeNode,
 )
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-
-from CUTSSegmentationJobs import DEVICE_CHOICES
 
 #: The largest level index a parameter node holds (hierarchies keep far fewer levels).
 MAX_LEVEL = 255
@@ -39,7 +38,8 @@ class CUTSSegmentationParameterNode:
     outputSegmentation - The segmentation whose segments show the chosen level.
     """
 
-    inputVolume: Optional[Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode]]
+    # typing.Optional/Union, not "X | None": the wrapper of Slicer 5.8 (Python 3.9) reads typing.Union only.
+    inputVolume: Optional[Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode]]  # noqa: FA100
     epochs: Annotated[int, WithinRange(0, MAX_EPOCHS)] = 0
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     modelPath: str = ""

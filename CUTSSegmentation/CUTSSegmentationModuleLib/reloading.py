@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 #: The packages of the module (and its engine) whose edits a Reload picks up.
-MODULE_PACKAGES = ("CUTSSegmentationJobs", "CUTSSegmentationMRML", "CUTSSegmentationModuleLib", "CUTSSegmentationLib")
+MODULE_PACKAGES = (
+    "CUTSSegmentationJobs",
+    "CUTSSegmentationMRML",
+    "CUTSSegmentationModuleLib",
+    "CUTSSegmentationLib",
+)
 
 
 def forget_packages(packages: Iterable[str] = MODULE_PACKAGES) -> list[str]:
@@ -16,7 +21,11 @@ def forget_packages(packages: Iterable[str] = MODULE_PACKAGES) -> list[str]:
     the code they were made by.
     """
     packages = tuple(packages)
-    dropped = [name for name in sys.modules if name in packages or name.startswith(tuple(p + "." for p in packages))]
+    dropped = [
+        name
+        for name in sys.modules
+        if name in packages or name.startswith(tuple(p + "." for p in packages))
+    ]
     for name in dropped:
         del sys.modules[name]
     return dropped

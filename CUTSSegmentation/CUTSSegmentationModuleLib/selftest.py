@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import vtk
-
 from CUTSSegmentationJobs.engine import Geometry, Hierarchy, synthetic_image_2d
 from CUTSSegmentationMRML import find_hierarchy_nodes, image_to_volume_node
 
@@ -21,7 +20,9 @@ def check_push_level(logic: Any, scene: Any) -> None:
     """Levels go into the segmentation and a seed keeps one structure (no torch needed)."""
     volumeNode, truth = phantom_volume(scene)
     fine = truth.astype(np.uint16) + 1
-    coarse = np.where(fine > fine.min(), 2, 1).astype(np.uint16)  # background vs the rest
+    coarse = np.where(fine > fine.min(), 2, 1).astype(
+        np.uint16
+    )  # background vs the rest
     hierarchy = Hierarchy(
         levels=np.stack([fine, coarse]),
         n_clusters=[len(np.unique(fine)), 2],
@@ -32,7 +33,9 @@ def check_push_level(logic: Any, scene: Any) -> None:
         is_2d=True,
     )
     segmentationNode = logic.pushLevel(hierarchy, 0, referenceVolumeNode=volumeNode)
-    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == len(np.unique(fine))
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == len(
+        np.unique(fine)
+    )
     logic.pushLevel(hierarchy, 1, segmentationNode, volumeNode)
     assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
 
@@ -41,7 +44,9 @@ def check_push_level(logic: Any, scene: Any) -> None:
     ras = [0.0, 0.0, 0.0, 1.0]
     ijkToRas = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(ijkToRas)
-    ijkToRas.MultiplyPoint([float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), 0.0, 1.0], ras)
+    ijkToRas.MultiplyPoint(
+        [float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), 0.0, 1.0], ras
+    )
     seedNode.AddControlPoint(ras[:3])
     logic.binarizeAtSeed(hierarchy, seedNode, 0, segmentationNode, volumeNode)
     assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 1
@@ -51,7 +56,9 @@ def check_end_to_end(logic: Any, scene: Any) -> None:
     """Train briefly and condense in this process, then show a level (needs torch)."""
     volumeNode, _truth = phantom_volume(scene)
     segmentationNode = logic.createSegmentationNode(volumeNode)
-    hierarchy = logic.segment(volumeNode, epochs=2, device="cpu", segmentationNode=segmentationNode)
+    hierarchy = logic.segment(
+        volumeNode, epochs=2, device="cpu", segmentationNode=segmentationNode
+    )
     assert hierarchy.n_levels >= 1
     assert segmentationNode.GetSegmentation().GetNumberOfSegments() > 0
     assert len(find_hierarchy_nodes(scene, volumeNode)) == 1

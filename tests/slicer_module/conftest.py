@@ -10,7 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "CUTSSegmentation"
 if str(MODULE_DIR) not in sys.path:
-    sys.path.insert(0, str(MODULE_DIR))  # the module's packages, as Slicer's module path puts them
+    sys.path.insert(
+        0, str(MODULE_DIR)
+    )  # the module's packages, as Slicer's module path puts them
 
 
 @pytest.fixture()
@@ -18,7 +20,6 @@ def scene_and_volume():
     """A slicer-core scene holding a 4 x 20 x 24 volume with an oblique, anisotropic geometry."""
     import numpy as np
     import slicer
-
     from CUTSSegmentationMRML import image_to_volume_node
     from slicer_testdata import image_data, oblique_geometry
 

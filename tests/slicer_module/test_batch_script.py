@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -24,8 +23,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BATCH = REPO / "CUTSSegmentation" / "Resources" / "Scripts" / "batch.py"
 
-if importlib.util.find_spec("CUTSSegmentationLib.pipeline") is None:  # pragma: no cover - engine still being written
-    pytestmark = pytest.mark.xfail(reason="CUTSSegmentationLib.pipeline does not exist yet", strict=True)
+if (
+    importlib.util.find_spec("CUTSSegmentationLib.pipeline") is None
+):  # pragma: no cover - engine still being written
+    pytestmark = pytest.mark.xfail(
+        reason="CUTSSegmentationLib.pipeline does not exist yet", strict=True
+    )
 
 
 #: What Slicer does with `--python-script FILE ARGS`: run FILE as __main__; SystemExit ends the application
@@ -47,13 +50,18 @@ os._exit(98)
 """
 
 
-def run_batch(*args: str, timeout: float = 600, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+def run_batch(
+    *args: str, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", SLICER_LIKE_RUNNER, str(BATCH), *map(str, args)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=str(REPO.parent),  # not the repository: the script must find its packages by itself
+        cwd=str(
+            REPO.parent
+        ),  # not the repository: the script must find its packages by itself
         env=env,
     )
 
@@ -67,16 +75,26 @@ def error_line(completed: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
-    from CUTSSegmentationLib.imageio import itk_image_from_volume, write_png
-    from CUTSSegmentationLib.phantom import oblique_direction, synthetic_image_2d, synthetic_phantom_3d
     import SimpleITK as sitk
+
+    from CUTSSegmentationLib.imageio import itk_image_from_volume, write_png
+    from CUTSSegmentationLib.phantom import (
+        oblique_direction,
+        synthetic_image_2d,
+        synthetic_phantom_3d,
+    )
 
     folder = tmp_path_factory.mktemp("batch-inputs")
     image, _ = synthetic_image_2d(size=40, seed=2)
     png = write_png(image.array[0, ..., 0].astype(np.uint8), folder / "phantom.png")
-    volume, _ = synthetic_phantom_3d(shape=(6, 36, 32), seed=1, direction=oblique_direction(25.0))
+    volume, _ = synthetic_phantom_3d(
+        shape=(6, 36, 32), seed=1, direction=oblique_direction(25.0)
+    )
     nrrd = folder / "phantom3d.nrrd"
-    sitk.WriteImage(itk_image_from_volume(volume.array[..., 0].astype(np.int16), volume.geometry), str(nrrd))
+    sitk.WriteImage(
+        itk_image_from_volume(volume.array[..., 0].astype(np.int16), volume.geometry),
+        str(nrrd),
+    )
     return {"png": Path(png), "nrrd": nrrd}
 
 
@@ -88,7 +106,9 @@ def read_seg(path: Path):
 
 def test_png_persistent_structures(inputs, tmp_path: Path):
     out = tmp_path / "out.seg.nrrd"
-    completed = run_batch("--input", inputs["png"], "--output", out, "--epochs", "1", "--device", "cpu")
+    completed = run_batch(
+        "--input", inputs["png"], "--output", out, "--epochs", "1", "--device", "cpu"
+    )
     assert completed.returncode == 0, completed.stderr
     assert "Persistent structures" in completed.stderr.splitlines()[-1]
     segmentation = read_seg(out)
@@ -99,12 +119,22 @@ def test_png_persistent_structures(inputs, tmp_path: Path):
 
 def test_oblique_volume_level_and_seed_keep_the_input_geometry(inputs, tmp_path: Path):
     import slicer
-
     from CUTSSegmentationJobs.engine import image_reader
 
     source = image_reader().read_image(inputs["nrrd"])
     out = tmp_path / "level0.seg.nrrd"
-    completed = run_batch("--input", inputs["nrrd"], "--output", out, "--level", "0", "--epochs", "1", "--device", "cpu")
+    completed = run_batch(
+        "--input",
+        inputs["nrrd"],
+        "--output",
+        out,
+        "--level",
+        "0",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert completed.returncode == 0, completed.stderr
     summary = completed.stderr.splitlines()[-1]
     clusters = int(summary.split(": ")[1].split(" cluster")[0])
@@ -119,35 +149,80 @@ def test_oblique_volume_level_and_seed_keep_the_input_geometry(inputs, tmp_path:
 
     segmentation = read_seg(out)
     ijk_to_lps = segmentation["ijkToLPS"]
-    expected = np.diag([-1.0, -1.0, 1.0, 1.0]) @ source.geometry.ijk_to_ras_matrix()  # RAS -> LPS
+    expected = (
+        np.diag([-1.0, -1.0, 1.0, 1.0]) @ source.geometry.ijk_to_ras_matrix()
+    )  # RAS -> LPS
     np.testing.assert_allclose(ijk_to_lps, expected, atol=1e-4)
 
     # --seed keeps exactly the structure under that voxel.
     seeded = tmp_path / "seed.seg.nrrd"
-    completed = run_batch("--input", inputs["nrrd"], "--output", seeded, "--level", "0", "--seed", "16,18,3",
-                          "--epochs", "1", "--device", "cpu")
+    completed = run_batch(
+        "--input",
+        inputs["nrrd"],
+        "--output",
+        seeded,
+        "--level",
+        "0",
+        "--seed",
+        "16,18,3",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert completed.returncode == 0, completed.stderr
     kept = read_seg(seeded)
     assert len(kept["segments"]) == 1
     label = kept["segments"][0]["labelValue"]
     voxels = kept["voxels"]
-    assert voxels.shape == source.array.shape[2::-1]  # slicerio: (i, j, k) = (x, y, z) order
+    assert (
+        voxels.shape == source.array.shape[2::-1]
+    )  # slicerio: (i, j, k) = (x, y, z) order
     assert voxels[16, 18, 3] == label
 
 
 def test_trained_model_is_used(inputs, tmp_path: Path):
     model = tmp_path / "encoder.safetensors"
     trained = subprocess.run(
-        [sys.executable, "-m", "CUTSSegmentationLib", "train", str(inputs["png"]), "--out", str(model),
-         "--epochs", "1", "--device", "cpu", "--progress", "none"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "CUTSSegmentationLib",
+            "train",
+            str(inputs["png"]),
+            "--out",
+            str(model),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--progress",
+            "none",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert trained.returncode == 0, trained.stderr
     out = tmp_path / "with-model.seg.nrrd"
-    completed = run_batch("--input", inputs["png"], "--output", out, "--model", model, "--level", "-1", "--device", "cpu")
+    completed = run_batch(
+        "--input",
+        inputs["png"],
+        "--output",
+        out,
+        "--model",
+        model,
+        "--level",
+        "-1",
+        "--device",
+        "cpu",
+    )
     assert completed.returncode == 0, completed.stderr
     stages = [line.split()[0] for line in completed.stderr.splitlines() if line.strip()]
-    assert "train" not in stages and "embed" in stages, "a model was given: nothing should be trained"
+    assert "train" not in stages and "embed" in stages, (
+        "a model was given: nothing should be trained"
+    )
     assert len(read_seg(out)["segments"]) >= 1
 
 
@@ -155,19 +230,37 @@ def test_trained_model_is_used(inputs, tmp_path: Path):
     "args, code, message",
     [
         (["--input", "{missing}", "--output", "{out}"], 2, "not found"),
-        (["--input", "{png}", "--output", "{tmp}/out.nrrd"], 2, "must end in .seg.nrrd"),
+        (
+            ["--input", "{png}", "--output", "{tmp}/out.nrrd"],
+            2,
+            "must end in .seg.nrrd",
+        ),
         (["--input", "{png}", "--output", "{out}", "--level", "coarse"], 2, "level"),
         (["--input", "{png}", "--output", "{out}", "--seed", "1,2,3,4"], 2, "--seed"),
         (["--input", "{png}", "--output", "{out}", "--model", "{bad_model}"], 3, ""),
         (["--input", "{png}"], 2, "--output"),
     ],
-    ids=["missing-input", "wrong-suffix", "bad-level", "bad-seed", "bad-model", "missing-option"],
+    ids=[
+        "missing-input",
+        "wrong-suffix",
+        "bad-level",
+        "bad-seed",
+        "bad-model",
+        "missing-option",
+    ],
 )
-def test_bad_input_fails_with_one_clear_line(inputs, tmp_path: Path, args, code, message):
+def test_bad_input_fails_with_one_clear_line(
+    inputs, tmp_path: Path, args, code, message
+):
     bad_model = tmp_path / "bad.safetensors"
     bad_model.write_text("not a model")
-    values = {"missing": tmp_path / "missing.nrrd", "out": tmp_path / "out.seg.nrrd", "tmp": tmp_path,
-              "png": inputs["png"], "bad_model": bad_model}
+    values = {
+        "missing": tmp_path / "missing.nrrd",
+        "out": tmp_path / "out.seg.nrrd",
+        "tmp": tmp_path,
+        "png": inputs["png"],
+        "bad_model": bad_model,
+    }
     completed = run_batch(*[a.format(**values) for a in args])
     assert completed.returncode == code, completed.stderr
     line = error_line(completed)
@@ -178,7 +271,18 @@ def test_bad_input_fails_with_one_clear_line(inputs, tmp_path: Path, args, code,
 
 def test_level_out_of_range_is_reported_after_segmenting(inputs, tmp_path: Path):
     out = tmp_path / "out.seg.nrrd"
-    completed = run_batch("--input", inputs["png"], "--output", out, "--level", "99", "--epochs", "1", "--device", "cpu")
+    completed = run_batch(
+        "--input",
+        inputs["png"],
+        "--output",
+        out,
+        "--level",
+        "99",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert completed.returncode == 2
     assert "out of range" in error_line(completed)
     assert not out.exists()
@@ -188,12 +292,30 @@ def test_a_missing_package_ends_the_run_with_exit_code_1(inputs, tmp_path: Path)
     """A failure that is not the engine's own (here: torch cannot be imported) still ends in sys.exit."""
     fake = tmp_path / "no-torch"
     (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]))
+    (fake / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]),
+    )
     out = tmp_path / "out.seg.nrrd"
-    completed = run_batch("--input", inputs["png"], "--output", out, "--epochs", "1", "--device", "cpu", env=env)
+    completed = run_batch(
+        "--input",
+        inputs["png"],
+        "--output",
+        out,
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        env=env,
+    )
     assert completed.returncode == 1, completed.stderr
-    assert completed.stderr.strip().splitlines()[-1] == "batch.py: error: ModuleNotFoundError: No module named 'torch'"
+    assert (
+        completed.stderr.strip().splitlines()[-1]
+        == "batch.py: error: ModuleNotFoundError: No module named 'torch'"
+    )
     assert not out.exists()
 
 

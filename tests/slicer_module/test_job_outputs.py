@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from CUTSSegmentationJobs import card_path, copy_model_file, load_job_hierarchy
 from CUTSSegmentationJobs.engine import InputError
 from slicer_testdata import three_level_hierarchy
@@ -17,7 +16,10 @@ def test_copy_model_file_takes_the_card_along(tmp_path: Path):
     source.write_bytes(b"weights")
     card_path(source).write_text('{"channels": 1}')
     saved = copy_model_file(source, tmp_path / "keep" / "mine")
-    assert saved == tmp_path / "keep" / "mine.safetensors" and saved.read_bytes() == b"weights"
+    assert (
+        saved == tmp_path / "keep" / "mine.safetensors"
+        and saved.read_bytes() == b"weights"
+    )
     assert (tmp_path / "keep" / "mine.json").read_text() == '{"channels": 1}'
     with pytest.raises(InputError, match="not found"):
         copy_model_file(tmp_path / "nope.safetensors", tmp_path / "x.safetensors")

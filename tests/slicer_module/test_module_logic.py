@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import slicer
-
 from CUTSSegmentationJobs import card_path
 from CUTSSegmentationJobs.engine import synthetic_image_2d
-from CUTSSegmentationMRML import find_hierarchy_nodes, image_to_volume_node
 from CUTSSegmentationModuleLib import SegmentationLogic, selftest
+from CUTSSegmentationMRML import find_hierarchy_nodes, image_to_volume_node
 
 
 def test_self_test_level_push_runs_on_slicer_core():
@@ -29,15 +28,28 @@ def test_console_api_runs_on_a_real_scene(tmp_path: Path):
 
     hierarchy = logic.segment(volume, model=logic.loadModel(model_path), device="cpu")
     assert len(find_hierarchy_nodes(scene, volume)) == 1
-    segmentation = logic.pushLevel(hierarchy, 0)  # reference volume remembered from segment()
-    assert segmentation.GetSegmentation().GetNumberOfSegments() == int(hierarchy.n_clusters[0])
+    segmentation = logic.pushLevel(
+        hierarchy, 0
+    )  # reference volume remembered from segment()
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == int(
+        hierarchy.n_clusters[0]
+    )
     logic.pushLevel(hierarchy, -1, segmentation)
-    assert segmentation.GetSegmentation().GetNumberOfSegments() == int(hierarchy.n_clusters[-1])
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == int(
+        hierarchy.n_clusters[-1]
+    )
 
     markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
-    markups.AddControlPoint(*[float(v) for v in image.geometry.index_to_ras((20, 20, 0))])
-    kept = logic.binarizeAtSeed(hierarchy, markups, level=0, segmentationNode=segmentation)
-    assert kept is segmentation and segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    markups.AddControlPoint(
+        *[float(v) for v in image.geometry.index_to_ras((20, 20, 0))]
+    )
+    kept = logic.binarizeAtSeed(
+        hierarchy, markups, level=0, segmentationNode=segmentation
+    )
+    assert (
+        kept is segmentation
+        and segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    )
 
     # A second segmentation replaces the first hierarchy kept for this volume.
     logic.segment(volume, model=model_path, device="cpu")

@@ -19,7 +19,9 @@ def test_forgotten_packages_are_read_again(tmp_path: Path, monkeypatch):
     assert first.VALUE == 1
     (package / "part.py").write_text("VALUE = 2\n")
     importlib.invalidate_caches()
-    assert importlib.import_module("cutsreloadprobe.part").VALUE == 1  # a plain import keeps the old code
+    assert (
+        importlib.import_module("cutsreloadprobe.part").VALUE == 1
+    )  # a plain import keeps the old code
     dropped = forget_packages(["cutsreloadprobe"])
     assert sorted(dropped) == ["cutsreloadprobe", "cutsreloadprobe.part"]
     second = importlib.import_module("cutsreloadprobe.part")
@@ -31,4 +33,6 @@ def test_the_module_packages_are_all_listed():
     module_dir = Path(__file__).resolve().parents[2] / "CUTSSegmentation"
     packages = {p.parent.name for p in module_dir.glob("*/__init__.py")}
     assert packages <= set(MODULE_PACKAGES) and "CUTSSegmentationLib" in MODULE_PACKAGES
-    assert not any(name.startswith("CUTSSegmentationModuleLibX") for name in sys.modules)
+    assert not any(
+        name.startswith("CUTSSegmentationModuleLibX") for name in sys.modules
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from CUTSSegmentationJobs.engine import InputError
 from CUTSSegmentationMRML import (
     default_level,
@@ -50,9 +49,13 @@ def test_keep_structure_at_seed(scene_and_volume):
     label = keep_structure_at_seed(hierarchy, 1, (20, 15, 2), segmentation, volume)
     assert label == int(hierarchy.level(1)[2, 15, 20])
     assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
-    assert segmentation.GetSegmentation().GetNthSegment(0).GetName() == f"Cluster {label}"
+    assert (
+        segmentation.GetSegmentation().GetNthSegment(0).GetName() == f"Cluster {label}"
+    )
     with pytest.raises(InputError, match="unlabelled"):
-        keep_structure_at_seed(hierarchy, "persistent", (20, 15, 2), segmentation, volume)
+        keep_structure_at_seed(
+            hierarchy, "persistent", (20, 15, 2), segmentation, volume
+        )
     with pytest.raises(InputError, match="outside"):
         keep_structure_at_seed(hierarchy, 0, (99, 0, 0), segmentation, volume)
 

@@ -12,11 +12,15 @@ from typing import Any
 
 import numpy as np
 import slicer
-
 from CUTSSegmentationJobs import Accelerators
 from CUTSSegmentationJobs.engine import synthetic_image_2d
+from CUTSSegmentationModuleLib import (
+    DependencyInstaller,
+    PanelController,
+    SegmentationLogic,
+    default_input_volume,
+)
 from CUTSSegmentationMRML import ROLE, find_hierarchy_nodes, image_to_volume_node
-from CUTSSegmentationModuleLib import DependencyInstaller, PanelController, SegmentationLogic, default_input_volume
 from slicer_testdata import MODULE_DIR, image_data, three_level_hierarchy
 
 
@@ -35,8 +39,15 @@ class PanelParameters:
     outputSegmentation: Any = None
 
 
-def make_logic(requirements: Path = MODULE_DIR / "Resources" / "requirements.txt", answer: bool = True):
-    return SegmentationLogic(DependencyInstaller(requirements, lambda: None, lambda packages: None, lambda text: answer))
+def make_logic(
+    requirements: Path = MODULE_DIR / "Resources" / "requirements.txt",
+    answer: bool = True,
+):
+    return SegmentationLogic(
+        DependencyInstaller(
+            requirements, lambda: None, lambda packages: None, lambda text: answer
+        )
+    )
 
 
 def controller_on(scene, parameters=None, logic=None):
@@ -66,7 +77,9 @@ def test_the_default_input_is_a_plain_scalar_or_vector_volume():
     assert default_input_volume(slicer.vtkMRMLScene()) is None
 
 
-def test_the_slider_range_follows_the_hierarchy_and_the_level_stays_inside(scene_and_volume):
+def test_the_slider_range_follows_the_hierarchy_and_the_level_stays_inside(
+    scene_and_volume,
+):
     scene, volume = scene_and_volume
     logic = make_logic()
     parameters = PanelParameters(inputVolume=volume)
@@ -79,23 +92,33 @@ def test_the_slider_range_follows_the_hierarchy_and_the_level_stays_inside(scene
     hierarchyNode = logic.addHierarchyToScene(three_level_hierarchy(), volume)
     parameters.outputSegmentation = logic.createSegmentationNode(volume)
     parameters.hierarchyNode = hierarchyNode
-    parameters.level = 200  # a saved scene or a script may hold any level up to the wrapper's 255
+    parameters.level = (
+        200  # a saved scene or a script may hold any level up to the wrapper's 255
+    )
     controller.refresh()
     state = controller.state()
     assert parameters.level == 2, "the controller keeps the level within the hierarchy"
     assert (state.levelEnabled, state.levelMaximum, state.level) == (True, 2, 2)
     assert state.level <= state.levelMaximum
     assert parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 2
-    assert state.levelText == "Level 2 of 2 (0 = finest): 2 clusters" and state.persistentEnabled
+    assert (
+        state.levelText == "Level 2 of 2 (0 = finest): 2 clusters"
+        and state.persistentEnabled
+    )
 
     controller.chooseLevel(0.4)
     controller.refresh()
-    assert parameters.level == 0 and parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 8
+    assert (
+        parameters.level == 0
+        and parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 8
+    )
     parameters.showPersistent = True
     controller.refresh()
     assert controller.state().levelText == "Persistent structures: 2"
     assert parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 2
-    controller.chooseLevel(7)  # past the end: the coarsest level, and the persistent map is left
+    controller.chooseLevel(
+        7
+    )  # past the end: the coarsest level, and the persistent map is left
     controller.refresh()
     assert (parameters.level, parameters.showPersistent) == (2, False)
 
@@ -103,7 +126,9 @@ def test_the_slider_range_follows_the_hierarchy_and_the_level_stays_inside(scene
 def test_a_new_input_brings_its_own_hierarchy_and_its_own_range(scene_and_volume):
     scene, volume = scene_and_volume
     logic = make_logic()
-    small = image_to_volume_node(scene, image_data(np.arange(2 * 20 * 24).reshape(2, 20, 24, 1)), name="small")
+    small = image_to_volume_node(
+        scene, image_data(np.arange(2 * 20 * 24).reshape(2, 20, 24, 1)), name="small"
+    )
     two_levels = three_level_hierarchy(shape=(2, 20, 24))
     two_levels.levels = two_levels.levels[:2]
     two_levels.n_clusters = list(two_levels.n_clusters)[:2]
@@ -117,22 +142,30 @@ def test_a_new_input_brings_its_own_hierarchy_and_its_own_range(scene_and_volume
     controller.refresh()
     assert parameters.hierarchyNode is smallNode and parameters.level == 1
     assert controller.state().levelMaximum == 1
-    parameters.inputVolume = image_to_volume_node(scene, image_data(np.ones((1, 4, 4, 1))), name="plain")
+    parameters.inputVolume = image_to_volume_node(
+        scene, image_data(np.ones((1, 4, 4, 1))), name="plain"
+    )
     controller.refresh()
     assert parameters.hierarchyNode is None and not controller.state().levelEnabled
 
 
-def test_declining_the_install_starts_nothing_and_raises_nothing(scene_and_volume, tmp_path: Path):
+def test_declining_the_install_starts_nothing_and_raises_nothing(
+    scene_and_volume, tmp_path: Path
+):
     scene, volume = scene_and_volume
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("cuts-no-such-package>=1\n")
     parameters = PanelParameters(inputVolume=volume)
-    controller = controller_on(scene, parameters, make_logic(requirements, answer=False))
+    controller = controller_on(
+        scene, parameters, make_logic(requirements, answer=False)
+    )
     assert controller.segment() is False and controller.train() is False
     assert controller.job is None and "nothing was run" in controller.state().status
 
 
-def test_run_condensation_shows_the_middle_level_and_cancel_changes_nothing(tmp_path: Path):
+def test_run_condensation_shows_the_middle_level_and_cancel_changes_nothing(
+    tmp_path: Path,
+):
     """The panel's whole path minus Qt: volume -> child `cuts segment` -> hierarchy node -> output segmentation."""
     scene = slicer.vtkMRMLScene()
     image, _truth = synthetic_image_2d(size=40, seed=3)
@@ -154,7 +187,11 @@ def test_run_condensation_shows_the_middle_level_and_cancel_changes_nothing(tmp_
     segments = parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments()
     assert segments == int(hierarchy.n_clusters[parameters.level])
     state = controller.state()
-    assert state.progress == 100 and state.levelMaximum == hierarchy.n_levels - 1 and not state.cancelEnabled
+    assert (
+        state.progress == 100
+        and state.levelMaximum == hierarchy.n_levels - 1
+        and not state.cancelEnabled
+    )
 
     nodes = scene.GetNumberOfNodes()
     parameters.epochs = 1000

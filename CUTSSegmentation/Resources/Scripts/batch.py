@@ -24,8 +24,8 @@ import argparse
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 
 def _add_packages_to_path() -> None:
@@ -34,9 +34,11 @@ def _add_packages_to_path() -> None:
     here = Path(__file__).resolve()
     module_dir = here.parents[2]  # <module>/Resources/Scripts/batch.py
     for folder in (module_dir, module_dir.parent):
-        if (folder / "CUTSSegmentationJobs").is_dir() or (folder / "CUTSSegmentationLib").is_dir():
-            if str(folder) not in sys.path:
-                sys.path.append(str(folder))
+        has_packages = (folder / "CUTSSegmentationJobs").is_dir() or (
+            folder / "CUTSSegmentationLib"
+        ).is_dir()
+        if has_packages and str(folder) not in sys.path:
+            sys.path.append(str(folder))
 
 
 _add_packages_to_path()
@@ -62,19 +64,45 @@ def build_parser() -> argparse.ArgumentParser:
         prog="batch.py",
         description="CUTS unsupervised multigranular segmentation of one image or volume, written as .seg.nrrd.",
     )
-    parser.add_argument("--input", required=True, help="image or volume file (NRRD, NIfTI, MHA, PNG, JPG, TIFF, ...)")
-    parser.add_argument("--output", required=True, help="output segmentation file, ending in .seg.nrrd")
-    parser.add_argument("--model", help="trained encoder (.safetensors); without it an encoder is trained on the input")
-    parser.add_argument("--level", default="persistent",
-                        help="hierarchy level index (0 = finest, -1 = coarsest) or 'persistent' (default)")
-    parser.add_argument("--seed", help="keep only the structure under this voxel index X,Y[,Z]")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs when no --model is given")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
-    parser.add_argument("--random-seed", type=int, default=0, help="random seed of training and condensation")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="image or volume file (NRRD, NIfTI, MHA, PNG, JPG, TIFF, ...)",
+    )
+    parser.add_argument(
+        "--output", required=True, help="output segmentation file, ending in .seg.nrrd"
+    )
+    parser.add_argument(
+        "--model",
+        help="trained encoder (.safetensors); without it an encoder is trained on the input",
+    )
+    parser.add_argument(
+        "--level",
+        default="persistent",
+        help="hierarchy level index (0 = finest, -1 = coarsest) or 'persistent' (default)",
+    )
+    parser.add_argument(
+        "--seed", help="keep only the structure under this voxel index X,Y[,Z]"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs when no --model is given",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (default), cpu, cuda or mps"
+    )
+    parser.add_argument(
+        "--random-seed",
+        type=int,
+        default=0,
+        help="random seed of training and condensation",
+    )
     return parser
 
 
-def _parse_seed(text: Optional[str]) -> Optional[tuple[float, ...]]:
+def _parse_seed(text: str | None) -> tuple[float, ...] | None:
     from CUTSSegmentationJobs.engine import InputError
 
     if text is None:
@@ -82,7 +110,9 @@ def _parse_seed(text: Optional[str]) -> Optional[tuple[float, ...]]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise InputError(f"--seed must be voxel indices X,Y[,Z], got '{text}'") from None
+        raise InputError(
+            f"--seed must be voxel indices X,Y[,Z], got '{text}'"
+        ) from None
     if len(values) not in (2, 3):
         raise InputError(f"--seed needs 2 or 3 numbers X,Y[,Z], got '{text}'")
     return values if len(values) == 3 else values + (0.0,)
@@ -122,12 +152,20 @@ def run(args: argparse.Namespace) -> int:
     volume_node = read_volume_file(scene, args.input)
     model = load_model_file(args.model) if args.model else None
     hierarchy = segment_volume(
-        volume_node, model, device=args.device, epochs=args.epochs, seed=args.random_seed,
+        volume_node,
+        model,
+        device=args.device,
+        epochs=args.epochs,
+        seed=args.random_seed,
         progress=ConsoleProgress(sys.stderr),
     )
-    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
+    segmentation_node = scene.AddNewNodeByClass(
+        "vtkMRMLSegmentationNode", "CUTS segmentation"
+    )
     if seed is not None:
-        label = keep_structure_at_seed(hierarchy, level, seed, segmentation_node, volume_node)
+        label = keep_structure_at_seed(
+            hierarchy, level, seed, segmentation_node, volume_node
+        )
         what = f"structure {label} at seed {args.seed}"
     else:
         push_level(hierarchy, level, segmentation_node, volume_node)
@@ -137,12 +175,17 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the batch segmentation; returns the exit code (never raises, except SystemExit for bad options)."""
     args = build_parser().parse_args(argv)
     try:
-        from CUTSSegmentationJobs.engine import CancelledError, CUTSError, ModelFileError, ResourceError
-    except Exception as exc:  # the engine itself cannot be imported (a missing package)
+        from CUTSSegmentationJobs.engine import (
+            CancelledError,
+            CUTSError,
+            ModelFileError,
+            ResourceError,
+        )
+    except Exception as exc:  # noqa: BLE001  (the engine itself cannot be imported: a missing package)
         return _unexpected(exc)
     try:
         return run(args)
@@ -158,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CUTSError as exc:
         print(f"batch.py: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (any other failure still ends in an exit code)
         return _unexpected(exc)
 
 
@@ -169,13 +212,13 @@ def _unexpected(exc: BaseException) -> int:
     return EXIT_FAILURE
 
 
-def exit_with_status(argv: Optional[Sequence[str]] = None) -> None:
+def exit_with_status(argv: Sequence[str] | None = None) -> None:
     """main() and then always sys.exit, which is what ends Slicer when it runs this file as --python-script."""
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's --help and option errors
         code = exc.code if isinstance(exc.code, int) else EXIT_INPUT
-    except BaseException as exc:  # KeyboardInterrupt outside run(), or anything main() let through
+    except BaseException as exc:  # noqa: BLE001  (KeyboardInterrupt outside run(), anything main() let through)
         code = _unexpected(exc)
     sys.exit(code)
 

@@ -12,7 +12,6 @@ import time
 import unittest
 
 import numpy as np
-
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
@@ -26,12 +25,16 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         self.widget = slicer.util.getModuleWidget("CUTSSegmentation")
         missing = self.widget.logic.missingDependencies()
         if missing:
-            self.skipTest("CUTS engine dependencies are not installed: " + ", ".join(missing))
+            self.skipTest(
+                "CUTS engine dependencies are not installed: " + ", ".join(missing)
+            )
         from CUTSSegmentationJobs.engine import synthetic_image_2d
         from CUTSSegmentationMRML import image_to_volume_node
 
         image, self.truth = synthetic_image_2d(size=64, seed=0)
-        self.volumeNode = image_to_volume_node(slicer.mrmlScene, image, name="CUTS phantom")
+        self.volumeNode = image_to_volume_node(
+            slicer.mrmlScene, image, name="CUTS phantom"
+        )
         parameters = self.widget.panel.parameterNode
         parameters.inputVolume = self.volumeNode
         parameters.epochs = 2
@@ -48,7 +51,9 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         while self.widget.panel.controller.job is not None:
             slicer.app.processEvents()
             time.sleep(0.05)
-            self.assertLess(time.monotonic(), deadline, "the background job did not finish in time")
+            self.assertLess(
+                time.monotonic(), deadline, "the background job did not finish in time"
+            )
 
     def test_SegmentSliderPersistent(self):
         """Run condensation in the background, then every slider position shows that level's clusters."""
@@ -67,18 +72,24 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
             ui.levelSliderWidget.value = level
             slicer.app.processEvents()
             shown = segmentationNode.GetSegmentation().GetNumberOfSegments()
-            self.assertEqual(shown, len(np.unique(hierarchy.level(level))), f"level {level}")
+            self.assertEqual(
+                shown, len(np.unique(hierarchy.level(level))), f"level {level}"
+            )
         if hierarchy.persistent is not None:
             ui.persistentButton.checked = True
             slicer.app.processEvents()
             expected = len(np.unique(hierarchy.persistent[hierarchy.persistent > 0]))
-            self.assertEqual(segmentationNode.GetSegmentation().GetNumberOfSegments(), expected)
+            self.assertEqual(
+                segmentationNode.GetSegmentation().GetNumberOfSegments(), expected
+            )
 
     def test_CancelLeavesSceneUnchanged(self):
         """Cancel kills the process tree and imports nothing."""
         ui = self.widget.panel.ui
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
-        self.widget.panel.parameterNode.epochs = 1000  # long enough to be cancelled while it runs
+        self.widget.panel.parameterNode.epochs = (
+            1000  # long enough to be cancelled while it runs
+        )
         ui.segmentButton.click()
         job = self.widget.panel.controller.job
         self.assertIsNotNone(job)
