@@ -18,6 +18,7 @@ in a process of its own: it replaces `slicer.util` and adds `qt`/`ctk` to `sys.m
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import inspect
 import json
@@ -624,6 +625,26 @@ def run_checks(source: Path, report: Report) -> None:
         return f"valid against {schema_name}"
 
     report.check("extension catalog entry", catalog_entry)
+
+    def python_syntax() -> str:
+        text = (source / "CMakeLists.txt").read_text(encoding="utf-8", errors="replace")
+        found = re.search(r'set\(Slicer_REQUIRED_PYTHON_VERSION\s+"(\d+)\.(\d+)', text)
+        if found is None:
+            return "this tree names no Python version"
+        version = (int(found.group(1)), int(found.group(2)))
+        files = [
+            *MODULE_DIR.rglob("*.py"),
+            *(REPO / "CUTSSegmentationLib").rglob("*.py"),
+        ]
+        for path in files:
+            ast.parse(
+                path.read_text(encoding="utf-8"),
+                filename=str(path),
+                feature_version=version,
+            )
+        return f"{len(files)} files of the module and engine parse as Python {version[0]}.{version[1]}"
+
+    report.check("syntax for this Slicer's Python", python_syntax)
 
 
 def main(argv: list[str] | None = None) -> int:
