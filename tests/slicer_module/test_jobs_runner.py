@@ -72,7 +72,9 @@ def test_the_child_writes_utf8_whatever_the_locale(tmp_path: Path):
     )
     result = job.wait(timeout=60)
     assert result.ok, result.stderr_tail
-    assert output.count("Fehler: Bildgröße µm ≠ 0") == 2  # stdout and stderr (read by two threads)
+    assert (
+        output.count("Fehler: Bildgröße µm ≠ 0") == 2
+    )  # stdout and stderr (read by two threads)
     assert [line for line in output if "Fehler" not in line] == ["utf-8"]
 
 
