@@ -9,6 +9,7 @@ and the panel itself never needs it (its jobs run the engine in a child process)
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any, Callable
 
 from CUTSSegmentationLib.binarize import binarize_at_seed
 from CUTSSegmentationLib.errors import (
@@ -28,6 +29,29 @@ from CUTSSegmentationLib.progress import (
     no_progress,
     parse_progress_line,
 )
+
+
+def _find_structure_at_seed() -> Callable[..., Any] | None:
+    """The engine's `structure_at_seed(levels, seed_xyz, *, level, whole_class, fill_holes)`, where it lives.
+
+    Engines without it return None; callers then keep the whole label under the seed.
+    """
+    for name in (
+        "CUTSSegmentationLib.condense.structures",
+        "CUTSSegmentationLib.structures",
+    ):
+        try:
+            module = __import__(name, fromlist=["structure_at_seed"])
+        except ImportError:
+            continue
+        function = getattr(module, "structure_at_seed", None)
+        if function is not None:
+            return function
+    return None
+
+
+#: The connected structure under a seed, chosen over the levels (None with an engine that lacks it).
+structure_at_seed = _find_structure_at_seed()
 
 #: The package run as `python -m <ENGINE_PACKAGE>` by background jobs.
 ENGINE_PACKAGE = "CUTSSegmentationLib"
@@ -55,6 +79,7 @@ __all__ = [
     "parse_progress_line",
     "pipeline",
     "smallest_uint",
+    "structure_at_seed",
     "synthetic_image_2d",
 ]
 

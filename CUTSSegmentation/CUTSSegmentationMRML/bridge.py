@@ -37,6 +37,21 @@ SEGMENT_ID_PREFIX = "cuts_"
 _BINARY_LABELMAP = "Binary labelmap"
 
 
+# --------------------------------------------------------------------------- segmentation converters
+def ensure_segmentation_converters(scene: Any) -> None:
+    """Register the segmentation representation converters when nothing has yet.
+
+    Slicer's Segmentations module logic registers them when it gets its scene (RegisterNodes); undo states,
+    closed surfaces and segmentation sequences need them. Slicer-core without the application has none,
+    so the same logic is given the scene here; in the application the rules are already there.
+    """
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if factory.GetConverterRules():
+        return
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
+
+
 # --------------------------------------------------------------------------- small VTK helpers
 def _matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
     return np.array(

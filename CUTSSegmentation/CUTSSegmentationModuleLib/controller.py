@@ -26,6 +26,7 @@ from CUTSSegmentationMRML import (
     ROLE,
     default_level,
     find_hierarchy_nodes,
+    is_preview,
     level_description,
 )
 
@@ -47,6 +48,7 @@ class PanelParameters(Protocol):
     showPersistent: bool
     seedPoints: Any
     outputSegmentation: Any
+    previewSegmentation: Any
 
 
 class Job(Protocol):
@@ -76,13 +78,25 @@ class PanelLogic(Protocol):
         referenceVolumeNode: Any = None,
     ) -> Any: ...
 
-    def binarizeAtSeed(
+    def addStructure(
         self,
         hierarchy: Any,
         seed: Any,
-        level: Any = None,
         segmentationNode: Any = None,
+        level: Any = None,
         referenceVolumeNode: Any = None,
+    ) -> Any: ...
+
+    def canUndo(self, segmentationNode: Any) -> bool: ...
+
+    def undo(self, segmentationNode: Any) -> bool: ...
+
+    def previewSegmentation(self, volumeNode: Any, current: Any = None) -> Any: ...
+
+    def showIn3D(self, segmentationNode: Any, visible: bool = True) -> bool: ...
+
+    def exportHierarchy(
+        self, hierarchy: Any, referenceVolumeNode: Any = None
     ) -> Any: ...
 
     def startTrainingJob(
@@ -126,7 +140,10 @@ class PanelState:
     levelMaximum: int = 0
     level: int = 0
     persistentEnabled: bool = False
-    keepSeedEnabled: bool = False
+    addStructureEnabled: bool = False
+    undoEnabled: bool = False
+    show3DEnabled: bool = False
+    exportEnabled: bool = False
     showInSegmentEditorEnabled: bool = False
     levelText: str = "no hierarchy yet: run condensation"
     status: str = ""
@@ -187,8 +204,12 @@ class PanelController:
         self.parameters = parameters
         if parameters is not None:
             self._inputID = node_id(parameters.inputVolume)
-            # What the scene shows already (a saved scene keeps its segmentation) is not pushed again.
-            self._shownKey = self._displayKey()
+            # What the scene shows already (a saved scene keeps its preview) is not pushed again.
+            self._shownKey = (
+                self._displayKey()
+                if parameters.previewSegmentation is not None
+                else None
+            )
 
     def selectDefaultInput(self, scene: Any) -> None:
         """Pick the first volume the panel can segment when none is selected yet (saves a click)."""
@@ -204,7 +225,7 @@ class PanelController:
             node_id(p.hierarchyNode),
             int(p.level),
             bool(p.showPersistent),
-            node_id(p.outputSegmentation),
+            node_id(p.inputVolume),
         )
 
     def currentHierarchy(self) -> Any:
@@ -251,10 +272,13 @@ class PanelController:
         if key == self._shownKey:
             return
         self._shownKey = key
-        if hierarchy is None or p.outputSegmentation is None or p.inputVolume is None:
+        if hierarchy is None or p.inputVolume is None:
             return
+        preview = self.logic.previewSegmentation(p.inputVolume, p.previewSegmentation)
+        if node_id(preview) != node_id(p.previewSegmentation):
+            p.previewSegmentation = preview
         level = PERSISTENT if p.showPersistent else int(p.level)
-        self.logic.pushLevel(hierarchy, level, p.outputSegmentation, p.inputVolume)
+        self.logic.pushLevel(hierarchy, level, preview, p.inputVolume)
 
     def state(self) -> PanelState:
         """What the widgets show now."""
@@ -294,7 +318,14 @@ class PanelController:
             persistentEnabled=hierarchy is not None
             and hierarchy.persistent is not None,
             # Placed points do not modify the parameter node: an empty point list is reported on the click.
-            keepSeedEnabled=hierarchy is not None and p.seedPoints is not None,
+            addStructureEnabled=hierarchy is not None
+            and p.seedPoints is not None
+            and not busy,
+            undoEnabled=p.outputSegmentation is not None
+            and self.logic.canUndo(p.outputSegmentation),
+            show3DEnabled=p.outputSegmentation is not None
+            or p.previewSegmentation is not None,
+            exportEnabled=hierarchy is not None and hasInput and not busy,
             showInSegmentEditorEnabled=p.outputSegmentation is not None,
             levelText=levelText,
             status=self.status,
@@ -377,8 +408,6 @@ class PanelController:
         hierarchyNode = self.logic.finishSegmentationJob(job, volumeNode)
         hierarchy = self.logic.hierarchyForNode(hierarchyNode)
         p = self.parameters
-        if p.outputSegmentation is None:
-            p.outputSegmentation = self.logic.createSegmentationNode(volumeNode)
         p.hierarchyNode = hierarchyNode
         p.showPersistent = False
         p.level = default_level(hierarchy)
@@ -391,19 +420,65 @@ class PanelController:
             self.parameters.modelPath = path
             self.status = f"Encoder: {path}"
 
-    def keepStructureAtSeed(self) -> None:
-        """Keep only the structure under the seed point in the output segmentation."""
+    def addStructureAtSeed(self) -> Any:
+        """Append the structure under the seed point, at the level shown, to the output segmentation.
+
+        The output segmentation is created (next to the input volume) when none is chosen; its own
+        segments are never changed, and Undo takes the addition back. Returns the kept structure.
+        """
         p = self.parameters
         hierarchy = self.currentHierarchy()
-        if p is None or hierarchy is None or p.seedPoints is None:
-            return
-        if p.outputSegmentation is None:
+        if (
+            p is None
+            or hierarchy is None
+            or p.seedPoints is None
+            or p.inputVolume is None
+        ):
+            return None
+        if p.outputSegmentation is None or is_preview(p.outputSegmentation):
             p.outputSegmentation = self.logic.createSegmentationNode(p.inputVolume)
         level = PERSISTENT if p.showPersistent else int(p.level)
-        self.logic.binarizeAtSeed(
-            hierarchy, p.seedPoints, level, p.outputSegmentation, p.inputVolume
+        kept = self.logic.addStructure(
+            hierarchy, p.seedPoints, p.outputSegmentation, level, p.inputVolume
         )
-        self.status = "Kept the structure under the seed point."
+        self.status = f"Added '{kept.name}' ({kept.voxels} voxels) to {p.outputSegmentation.GetName()}."
+        return kept
+
+    def undo(self) -> bool:
+        """Take back the last addition to the output segmentation."""
+        p = self.parameters
+        if p is None or p.outputSegmentation is None:
+            return False
+        undone = self.logic.undo(p.outputSegmentation)
+        self.status = (
+            "Undone: the segmentation is as it was." if undone else "Nothing to undo."
+        )
+        return undone
+
+    def show3D(self, visible: bool = True) -> bool:
+        """Show the output segmentation (the preview when there is none) as surfaces in the 3D view."""
+        p = self.parameters
+        if p is None:
+            return False
+        node = (
+            p.outputSegmentation
+            if p.outputSegmentation is not None
+            else p.previewSegmentation
+        )
+        return self.logic.showIn3D(node, visible)
+
+    def exportHierarchy(self) -> Any:
+        """Put the levels in the scene as a sequence of segmentations and the merge tree as a table."""
+        p = self.parameters
+        hierarchy = self.currentHierarchy()
+        if p is None or hierarchy is None or p.inputVolume is None:
+            return None
+        exported = self.logic.exportHierarchy(hierarchy, p.inputVolume)
+        self.status = (
+            f"Exported {hierarchy.n_levels} levels as the sequence '{exported[0].GetName()}' "
+            f"and the merge tree as the table '{exported[2].GetName()}'."
+        )
+        return exported
 
     # ------------------------------------------------------------------------------------------ the job
     def _begin(self, job: Job, onSucceeded: Callable[[Any], None]) -> None:

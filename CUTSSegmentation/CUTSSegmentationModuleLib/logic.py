@@ -28,15 +28,22 @@ from CUTSSegmentationJobs import (
 )
 from CUTSSegmentationMRML import (
     PERSISTENT,
+    SegmentationUndo,
+    add_structure,
     default_level,
     find_hierarchy_nodes,
     in_process,
     keep_structure_at_seed,
+    levels_to_sequence,
     load_hierarchy_from_scene,
+    merge_tree_table,
+    place_with_volume,
+    preview_segmentation,
     push_level,
     reference_volume_of,
     remove_hierarchy_from_scene,
     seed_voxel,
+    show_in_3d,
     store_hierarchy_in_scene,
 )
 from CUTSSegmentationMRML.volume_files import write_volume_file
@@ -68,6 +75,9 @@ class SegmentationLogic:
         self.modelsDirectory: str | None = (
             None  # where trained encoders are kept; None: default_models_directory()
         )
+        self.undoHistory = (
+            SegmentationUndo()
+        )  # checkpoints of the segmentations structures were added to
 
     # ------------------------------------------------------------------------------------------ dependencies
     def missingDependencies(self) -> list:
@@ -167,6 +177,72 @@ class SegmentationLogic:
         keep_structure_at_seed(hierarchy, level, seedXYZ, segmentationNode, volumeNode)
         return segmentationNode
 
+    def addStructure(
+        self,
+        hierarchy,
+        seed,
+        segmentationNode=None,
+        level=None,
+        referenceVolumeNode=None,
+        name: str | None = None,
+        color=None,
+    ):
+        """Append the structure under `seed` (markups node or voxel (x, y, z)) to segmentationNode as a new segment.
+
+        The segments already in segmentationNode are never changed; an undo checkpoint is saved first
+        (`undo(segmentationNode)` goes back). level: None lets the engine choose the level of the
+        structure; an index or "persistent" takes it from that map. name/color default to
+        "Structure <label> (level <k>)" and the label's palette colour. The segment's tags record level,
+        label, persistence and voxel count. segmentationNode None: a new segmentation next to the volume.
+        Returns the KeptStructure (segmentation node, segment id, name, level, label, persistence, voxels).
+        """
+        volumeNode = self._referenceVolume(
+            hierarchy, segmentationNode, referenceVolumeNode
+        )
+        seedXYZ = seed_voxel(seed, volumeNode)
+        if segmentationNode is None:
+            segmentationNode = self.createSegmentationNode(volumeNode)
+        kept = add_structure(
+            hierarchy,
+            seedXYZ,
+            segmentationNode,
+            volumeNode,
+            level=level,
+            name=name,
+            color=color,
+            undo=self.undoHistory,
+        )
+        if segmentationNode.GetNodeReference("referenceImageGeometryRef") is None:
+            place_with_volume(segmentationNode, volumeNode)
+        return kept
+
+    def canUndo(self, segmentationNode) -> bool:
+        """Whether an addition to this segmentation can be undone."""
+        return self.undoHistory.can_undo(segmentationNode)
+
+    def undo(self, segmentationNode) -> bool:
+        """Restore the segmentation as it was before the last addition; False when there is nothing to undo."""
+        return self.undoHistory.undo(segmentationNode)
+
+    def previewSegmentation(self, volumeNode, current=None):
+        """The module-owned segmentation that shows levels for this volume (created when missing)."""
+        return preview_segmentation(volumeNode, current)
+
+    def showIn3D(self, segmentationNode, visible: bool = True) -> bool:
+        """Show the segmentation's segments as surfaces in the 3D view (or hide them)."""
+        return show_in_3d(segmentationNode, visible)
+
+    def exportHierarchy(self, hierarchy, referenceVolumeNode=None):
+        """The levels as a sequence of segmentations (with a browser) and the merge tree as a table node.
+
+        Returns (sequenceNode, sequenceBrowserNode, tableNode); all are saved with the scene and open in
+        Slicer without this module.
+        """
+        volumeNode = self._referenceVolume(hierarchy, None, referenceVolumeNode)
+        sequenceNode, browserNode = levels_to_sequence(hierarchy, volumeNode)
+        tableNode = merge_tree_table(hierarchy, volumeNode.GetScene())
+        return sequenceNode, browserNode, tableNode
+
     def saveModel(self, model, path: str) -> str:
         """Write a trained model as .safetensors (+ .json card)."""
         return str(in_process.save_model_file(model, path))
@@ -177,7 +253,7 @@ class SegmentationLogic:
 
     # ------------------------------------------------------------------------------------------ scene
     def createSegmentationNode(self, volumeNode):
-        """A new, empty segmentation on the volume's grid."""
+        """A new, empty segmentation on the volume's grid, next to the volume in the subject hierarchy."""
         scene = volumeNode.GetScene() if volumeNode is not None else slicer.mrmlScene
         segmentationNode = scene.AddNewNodeByClass(
             "vtkMRMLSegmentationNode", "CUTS segmentation"
@@ -187,6 +263,7 @@ class SegmentationLogic:
             segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(
                 volumeNode
             )
+            place_with_volume(segmentationNode, volumeNode)
         return segmentationNode
 
     def addHierarchyToScene(self, hierarchy, volumeNode):
@@ -215,6 +292,7 @@ class SegmentationLogic:
         """Forget the hierarchies read so far (the scene is closing)."""
         self._hierarchies.clear()
         self._volumes.clear()
+        self.undoHistory.forget()
 
     def _referenceVolume(self, hierarchy, segmentationNode, referenceVolumeNode):
         if referenceVolumeNode is not None:

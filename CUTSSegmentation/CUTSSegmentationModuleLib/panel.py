@@ -82,7 +82,12 @@ class Panel(VTKObservationMixin):
         self.ui.loadModelButton.connect("clicked(bool)", self.onLoadModelButton)
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
-        self.ui.keepSeedButton.connect("clicked(bool)", self.onKeepSeedButton)
+        self.ui.addStructureButton.connect("clicked(bool)", self.onAddStructureButton)
+        self.ui.undoButton.connect("clicked(bool)", self.onUndoButton)
+        self.ui.show3DButton.connect("toggled(bool)", self.onShow3DButton)
+        self.ui.exportHierarchyButton.connect(
+            "clicked(bool)", self.onExportHierarchyButton
+        )
         self.ui.showInSegmentEditorButton.connect(
             "clicked(bool)", self.onShowInSegmentEditorButton
         )
@@ -168,7 +173,10 @@ class Panel(VTKObservationMixin):
         ui.saveModelButton.enabled = state.saveModelEnabled
         ui.cancelButton.enabled = state.cancelEnabled
         ui.persistentButton.enabled = state.persistentEnabled
-        ui.keepSeedButton.enabled = state.keepSeedEnabled
+        ui.addStructureButton.enabled = state.addStructureEnabled
+        ui.undoButton.enabled = state.undoEnabled
+        ui.show3DButton.enabled = state.show3DEnabled
+        ui.exportHierarchyButton.enabled = state.exportEnabled
         ui.showInSegmentEditorButton.enabled = state.showInSegmentEditorEnabled
         ui.levelSliderWidget.enabled = state.levelEnabled
         wasBlocked = ui.levelSliderWidget.blockSignals(True)
@@ -237,11 +245,30 @@ class Panel(VTKObservationMixin):
                 self.controller.status = f"Encoder saved: {saved}"
         self._update()
 
-    def onKeepSeedButton(self) -> None:
+    def onAddStructureButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(
-            "Failed to keep the structure at the seed.", waitCursor=True
+            "Failed to add the structure at the seed.", waitCursor=True
         ):
-            self.controller.keepStructureAtSeed()
+            self.controller.addStructureAtSeed()
+        self._update()
+
+    def onUndoButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to undo.", waitCursor=True):
+            self.controller.undo()
+        self._update()
+
+    def onShow3DButton(self, checked: bool) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            "Failed to show the segmentation in 3D.", waitCursor=True
+        ):
+            self.controller.show3D(checked)
+        self._update()
+
+    def onExportHierarchyButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay(
+            "Failed to export the hierarchy.", waitCursor=True
+        ):
+            self.controller.exportHierarchy()
         self._update()
 
     def onShowInSegmentEditorButton(self) -> None:

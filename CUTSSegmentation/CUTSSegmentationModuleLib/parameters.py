@@ -35,7 +35,8 @@ class CUTSSegmentationParameterNode:
     level - The hierarchy level shown (0 = finest); the panel keeps it within the hierarchy's levels.
     showPersistent - Show the persistent-structures map instead of a level.
     seedPoints - Markups point list whose first point selects the structure to keep.
-    outputSegmentation - The segmentation whose segments show the chosen level.
+    outputSegmentation - The user's segmentation that "Add to segmentation" appends structures to.
+    previewSegmentation - The module-owned segmentation that shows the chosen level (never the user's).
     """
 
     # typing.Optional/Union, not "X | None": the wrapper of Slicer 5.8 (Python 3.9) reads typing.Union only.
@@ -48,3 +49,4 @@ class CUTSSegmentationParameterNode:
     showPersistent: bool = False
     seedPoints: vtkMRMLMarkupsFiducialNode
     outputSegmentation: vtkMRMLSegmentationNode
+    previewSegmentation: vtkMRMLSegmentationNode

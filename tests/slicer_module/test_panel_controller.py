@@ -37,6 +37,7 @@ class PanelParameters:
     showPersistent: bool = False
     seedPoints: Any = None
     outputSegmentation: Any = None
+    previewSegmentation: Any = None
 
 
 def make_logic(
@@ -90,7 +91,6 @@ def test_the_slider_range_follows_the_hierarchy_and_the_level_stays_inside(
     assert state.levelText == "no hierarchy yet: run condensation"
 
     hierarchyNode = logic.addHierarchyToScene(three_level_hierarchy(), volume)
-    parameters.outputSegmentation = logic.createSegmentationNode(volume)
     parameters.hierarchyNode = hierarchyNode
     parameters.level = (
         200  # a saved scene or a script may hold any level up to the wrapper's 255
@@ -100,7 +100,8 @@ def test_the_slider_range_follows_the_hierarchy_and_the_level_stays_inside(
     assert parameters.level == 2, "the controller keeps the level within the hierarchy"
     assert (state.levelEnabled, state.levelMaximum, state.level) == (True, 2, 2)
     assert state.level <= state.levelMaximum
-    assert parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 2
+    assert parameters.previewSegmentation.GetSegmentation().GetNumberOfSegments() == 2
+    assert parameters.outputSegmentation is None, "levels are shown in the preview only"
     assert (
         state.levelText == "Level 2 of 2 (0 = finest): 2 clusters"
         and state.persistentEnabled
@@ -110,12 +111,12 @@ def test_the_slider_range_follows_the_hierarchy_and_the_level_stays_inside(
     controller.refresh()
     assert (
         parameters.level == 0
-        and parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 8
+        and parameters.previewSegmentation.GetSegmentation().GetNumberOfSegments() == 8
     )
     parameters.showPersistent = True
     controller.refresh()
     assert controller.state().levelText == "Persistent structures: 2"
-    assert parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments() == 2
+    assert parameters.previewSegmentation.GetSegmentation().GetNumberOfSegments() == 2
     controller.chooseLevel(
         7
     )  # past the end: the coarsest level, and the persistent map is left
@@ -184,7 +185,7 @@ def test_run_condensation_shows_the_middle_level_and_cancel_changes_nothing(
     assert result.ok, result.message()
     hierarchy = controller.logic.hierarchyForNode(parameters.hierarchyNode)
     assert parameters.level == max(0, (hierarchy.n_levels - 1) // 2)
-    segments = parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments()
+    segments = parameters.previewSegmentation.GetSegmentation().GetNumberOfSegments()
     assert segments == int(hierarchy.n_clusters[parameters.level])
     state = controller.state()
     assert (
