@@ -5,6 +5,7 @@ from CUTSSegmentationModuleLib import (
     DependencyInstaller,
     SegmentationLogic,
     forget_packages,
+    register_sample_data,
     selftest,
 )
 from CUTSSegmentationModuleLib.dependencies import (
@@ -40,13 +41,13 @@ class CUTSSegmentation(ScriptedLoadableModule):
         self.parent.helpText = _("""
 Unsupervised, multigranular segmentation after the CUTS paper (Liu, Amodio et al.): no labels needed.
 <ol>
-<li>Select an <b>input volume</b> (scalar, or an RGB colour image).</li>
+<li>Select an <b>input volume</b> (scalar, or an RGB colour image; try the sample data <i>CUTSSpineT2</i>).</li>
 <li>Optionally <b>Train encoder</b> on it (or <b>Load encoder...</b>); without an encoder,
 <b>Run condensation</b> trains one on the input first.</li>
 <li><b>Run condensation</b> computes a coarse-to-fine hierarchy of segmentations. Move the <b>Granularity</b>
 slider to show another level, or press <b>Persistent structures</b>.</li>
-<li>Place a seed point and press <b>Keep segment at seed</b> to keep one structure;
-<b>Show in Segment Editor</b> to refine it.</li>
+<li>Levels show in a preview: place a seed; <b>Add to segmentation</b> adds the structure under it as a new
+named segment (yours never change; <b>Undo</b>). <b>Show 3D</b>, <b>Export hierarchy</b>, <b>Show in Segment Editor</b>.</li>
 </ol>
 Jobs run in a background process: <b>Cancel</b> stops them and leaves the scene as it was. PyTorch comes from
 the PyTorch extension. Python console and batch use: see the module's documentation (docs/slicer-module.md).
@@ -54,7 +55,11 @@ the PyTorch extension. Python console and batch use: see the module's documentat
         self.parent.acknowledgementText = _("""
 Implements the method of "CUTS: A Framework for Multigranular Unsupervised Medical Image Segmentation"
 (Chen Liu, Matthew Amodio et al.). Extension layout follows the 3D Slicer extension templates.
+Sample data CUTSSpineT2: cervical spine T2 MRI from the Spinal Cord Toolbox test data (NeuroPoly,
+Polytechnique Montreal), MIT licence.
 """)
+        here = os.path.dirname(__file__)
+        slicer.app.connect("startupCompleted()", lambda: register_sample_data(here))
 
 
 class CUTSSegmentationWidget(ScriptedLoadableModuleWidget):

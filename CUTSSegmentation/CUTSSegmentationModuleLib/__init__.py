@@ -5,6 +5,7 @@
 - `controller`: the panel's state and actions without Qt;
 - `dependencies`: installing the engine's packages after the user agreed (torch via the PyTorch extension);
 - `reloading`: what Slicer's Reload must forget;
+- `sample_data`: the module's volume in Slicer's Sample Data module;
 - `parameters` (Slicer's parameter node wrapper) and `panel` (Qt) are imported by the module file only.
 
 Named apart from the engine, `CUTSSegmentationLib`, which is installed beside it.
@@ -19,6 +20,7 @@ from .controller import (
 from .dependencies import DependencyError, DependencyInstaller
 from .logic import SegmentationLogic
 from .reloading import forget_packages
+from .sample_data import register_sample_data
 
 __all__ = [
     "DependencyError",
@@ -29,4 +31,5 @@ __all__ = [
     "default_input_volume",
     "forget_packages",
     "is_input_volume",
+    "register_sample_data",
 ]
