@@ -466,7 +466,25 @@ def label_at_seed(label_map: np.ndarray, seed_xyz: Sequence[int]) -> int:
     return int(volume[z, y, x])
 
 
-# --------------------------------------------------------------------------- export
+# --------------------------------------------------------------------------- files
+def read_segmentation_file(
+    scene: Any, path: str | Path, name: str | None = None
+) -> Any:
+    """Read a .seg.nrrd into a new segmentation node through Slicer's segmentation storage node."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"segmentation file not found: {path}")
+    node = scene.AddNewNodeByClass(
+        "vtkMRMLSegmentationNode", name or path.name.split(".")[0]
+    )
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        raise InputError(f"could not read the segmentation {path}")
+    return node
+
+
 def export_segmentation(segmentation_node: Any, path: str | Path) -> Path:
     """Write the segmentation as a Slicer .seg.nrrd through vtkMRMLSegmentationStorageNode.
 

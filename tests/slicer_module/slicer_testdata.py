@@ -60,3 +60,33 @@ def three_level_hierarchy(
         geometry=geometry or Geometry(),
         is_2d=False,
     )
+
+
+def add_user_segment(
+    segmentation_node, volume_node, segment_id: str, name: str, mask: np.ndarray
+) -> None:
+    """A segment as a user makes it in Slicer: an empty segment, then a labelmap written into it
+    (what slicer.util.updateSegmentBinaryLabelmapFromArray does)."""
+    import slicer
+    from CUTSSegmentationMRML import ensure_segmentation_converters
+    from CUTSSegmentationMRML.bridge import (
+        _numpy_to_matrix,
+        _set_image_from_array,
+        ijk_to_ras_of,
+    )
+
+    ensure_segmentation_converters(
+        volume_node.GetScene()
+    )  # the application's Segmentations module does this
+    segmentation_node.GetSegmentation().AddEmptySegment(
+        segment_id, name, [0.9, 0.1, 0.5]
+    )
+    image = slicer.vtkOrientedImageData()
+    _set_image_from_array(image, np.asarray(mask).astype(np.uint8))
+    image.SetImageToWorldMatrix(_numpy_to_matrix(ijk_to_ras_of(volume_node)))
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        image,
+        segmentation_node,
+        segment_id,
+        slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE,
+    )

@@ -181,6 +181,49 @@ def test_oblique_volume_level_and_seed_keep_the_input_geometry(inputs, tmp_path:
     assert voxels[16, 18, 3] == label
 
 
+def test_keep_seed_appends_to_an_existing_segmentation_and_leaves_its_segments(
+    inputs, tmp_path: Path
+):
+    import slicer
+    import slicerio
+    from CUTSSegmentationMRML import export_segmentation
+    from CUTSSegmentationMRML.volume_files import read_volume_file
+    from slicer_testdata import add_user_segment
+
+    # A user's segmentation of the input, made and saved with Slicer's own calls.
+    scene = slicer.vtkMRMLScene()
+    volume = read_volume_file(scene, inputs["png"])
+    user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    user.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    _z, y, x = np.mgrid[0:1, 0:40, 0:40]
+    add_user_segment(user, volume, "ring", "Ring", (x - 20) ** 2 + (y - 20) ** 2 < 36)
+    add_user_segment(user, volume, "corner", "Corner", (x < 8) & (y < 8))
+    out = export_segmentation(user, tmp_path / "mine.seg.nrrd")
+    before = slicerio.read_segmentation(str(out))
+
+    completed = run_batch(
+        "--input", inputs["png"], "--output", out, "--keep-seed", "30,30",
+        "--keep-seed", "5,35", "--epochs", "1", "--device", "cpu",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.splitlines()[-1].startswith("added 'Structure ")
+    after = slicerio.read_segmentation(str(out))
+    names = [segment["name"] for segment in after["segments"]]
+    assert names[:2] == ["Ring", "Corner"] and len(names) == 4
+    for name in ("Ring", "Corner"):
+        old = slicerio.extract_segments(before, [(name, 1)])["voxels"]
+        new = slicerio.extract_segments(after, [(name, 1)])["voxels"]
+        np.testing.assert_array_equal(new, old)
+    for segment, (i, j) in zip(after["segments"][2:], [(30, 30), (5, 35)]):
+        assert segment["name"].startswith("Structure ") and "CUTS.Level" in segment.get(
+            "tags", {}
+        )
+        kept = slicerio.extract_segments(after, [(segment["name"], 1)])["voxels"]
+        assert kept[i, j, 0] == 1 and int(segment["tags"]["CUTS.Voxels"]) == int(
+            kept.sum()
+        )
+
+
 def test_trained_model_is_used(inputs, tmp_path: Path):
     model = tmp_path / "encoder.safetensors"
     trained = subprocess.run(
@@ -237,6 +280,20 @@ def test_trained_model_is_used(inputs, tmp_path: Path):
         ),
         (["--input", "{png}", "--output", "{out}", "--level", "coarse"], 2, "level"),
         (["--input", "{png}", "--output", "{out}", "--seed", "1,2,3,4"], 2, "--seed"),
+        (
+            [
+                "--input",
+                "{png}",
+                "--output",
+                "{out}",
+                "--seed",
+                "1,2",
+                "--keep-seed",
+                "3,4",
+            ],
+            2,
+            "not both",
+        ),
         (["--input", "{png}", "--output", "{out}", "--model", "{bad_model}"], 3, ""),
         (["--input", "{png}"], 2, "--output"),
     ],
@@ -245,6 +302,7 @@ def test_trained_model_is_used(inputs, tmp_path: Path):
         "wrong-suffix",
         "bad-level",
         "bad-seed",
+        "seed-and-keep-seed",
         "bad-model",
         "missing-option",
     ],

@@ -29,7 +29,12 @@ from CUTSSegmentationMRML import (
     study_of,
 )
 from CUTSSegmentationMRML.bridge import _array_of_image, ijk_to_ras_of
-from slicer_testdata import image_data, oblique_geometry, three_level_hierarchy
+from slicer_testdata import (
+    add_user_segment,
+    image_data,
+    oblique_geometry,
+    three_level_hierarchy,
+)
 from test_panel_controller import PanelParameters
 
 #: (seed x, y, z; level shown; voxels of the region): three disjoint regions of the three-level hierarchy.
@@ -38,26 +43,6 @@ ADDITIONS = [
     ((20, 1, 0), 1, 12 * 10 * 4),
     ((1, 15, 0), 2, 24 * 10 * 4),
 ]
-
-
-def add_user_segment(
-    segmentation_node, volume_node, segment_id: str, name: str, mask: np.ndarray
-) -> None:
-    """A segment as a user makes it in Slicer: an empty segment, then a labelmap written into it."""
-    segmentation_node.GetSegmentation().AddEmptySegment(
-        segment_id, name, [0.9, 0.1, 0.5]
-    )
-    image = slicer.vtkOrientedImageData()
-    from CUTSSegmentationMRML.bridge import _numpy_to_matrix, _set_image_from_array
-
-    _set_image_from_array(image, mask.astype(np.uint8))
-    image.SetImageToWorldMatrix(_numpy_to_matrix(ijk_to_ras_of(volume_node)))
-    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        image,
-        segmentation_node,
-        segment_id,
-        slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE,
-    )
 
 
 def segment_snapshot(segmentation_node, segment_id: str) -> tuple:

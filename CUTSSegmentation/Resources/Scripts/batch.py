@@ -8,7 +8,9 @@ Runs unchanged in two places:
 Both go through a real MRML scene (Slicer's scene, or a new one from slicer-core): the input is loaded as
 a volume node, segmented with the engine, the chosen level (or the structure under --seed) is pushed into
 a segmentation node by the module's MRML bridge, and the segmentation storage node writes the file. That
-is the same path the module panel takes, so a batch result matches what the panel shows.
+is the same path the module panel takes, so a batch result matches what the panel shows. With
+--keep-seed, each structure under a seed is appended as a named, tagged segment, as "Add to segmentation"
+does; an --output that exists is read first and its segments are written back unchanged.
 
 Exit code 0 on success; on a problem the user can fix (missing or unreadable input, bad option, bad
 model file, not enough memory) one line on stderr and a nonzero code (2 input, 3 model, 4 memory,
@@ -78,11 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--level",
-        default="persistent",
-        help="hierarchy level index (0 = finest, -1 = coarsest) or 'persistent' (default)",
+        default=None,
+        help="hierarchy level index (0 = finest, -1 = coarsest) or 'persistent' (default; with "
+        "--keep-seed the level of each structure is chosen automatically)",
     )
     parser.add_argument(
         "--seed", help="keep only the structure under this voxel index X,Y[,Z]"
+    )
+    parser.add_argument(
+        "--keep-seed",
+        action="append",
+        default=[],
+        metavar="X,Y[,Z]",
+        help="add the structure under this voxel index as a new segment (repeatable); "
+        "an existing --output keeps its segments and gets the new ones",
     )
     parser.add_argument(
         "--epochs",
@@ -129,12 +140,15 @@ def _scene():
 def run(args: argparse.Namespace) -> int:
     from CUTSSegmentationJobs.engine import ConsoleProgress, InputError
     from CUTSSegmentationMRML import (
+        add_structure,
+        ensure_segmentation_converters,
         export_segmentation,
         keep_structure_at_seed,
         level_description,
         parse_level,
         push_level,
     )
+    from CUTSSegmentationMRML.bridge import read_segmentation_file
     from CUTSSegmentationMRML.in_process import load_model_file, segment_volume
     from CUTSSegmentationMRML.volume_files import read_volume_file
 
@@ -144,12 +158,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--output must end in .seg.nrrd, got '{output.name}'")
     level = parse_level(args.level)
     seed = _parse_seed(args.seed)
+    keep_seeds = [_parse_seed(text) for text in args.keep_seed]
+    if keep_seeds and seed is not None:
+        raise InputError(
+            "give either --seed (keep one structure) or --keep-seed (add structures), not both"
+        )
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {args.epochs}")
 
     start = time.perf_counter()
     scene = _scene()
     volume_node = read_volume_file(scene, args.input)
+    existing = None
+    if keep_seeds and output.exists():
+        ensure_segmentation_converters(scene)
+        existing = read_segmentation_file(scene, output)
     model = load_model_file(args.model) if args.model else None
     hierarchy = segment_volume(
         volume_node,
@@ -159,15 +182,33 @@ def run(args: argparse.Namespace) -> int:
         seed=args.random_seed,
         progress=ConsoleProgress(sys.stderr),
     )
-    segmentation_node = scene.AddNewNodeByClass(
-        "vtkMRMLSegmentationNode", "CUTS segmentation"
-    )
-    if seed is not None:
+    if keep_seeds:
+        ensure_segmentation_converters(scene)
+        segmentation_node = (
+            existing
+            if existing is not None
+            else scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
+        )
+        kept_level = None if args.level is None else level
+        added = [
+            add_structure(
+                hierarchy, keep_seed, segmentation_node, volume_node, level=kept_level
+            )
+            for keep_seed in keep_seeds
+        ]
+        what = "added " + ", ".join(f"'{kept.name}'" for kept in added)
+    elif seed is not None:
+        segmentation_node = scene.AddNewNodeByClass(
+            "vtkMRMLSegmentationNode", "CUTS segmentation"
+        )
         label = keep_structure_at_seed(
             hierarchy, level, seed, segmentation_node, volume_node
         )
         what = f"structure {label} at seed {args.seed}"
     else:
+        segmentation_node = scene.AddNewNodeByClass(
+            "vtkMRMLSegmentationNode", "CUTS segmentation"
+        )
         push_level(hierarchy, level, segmentation_node, volume_node)
         what = level_description(hierarchy, level)
     export_segmentation(segmentation_node, output)
