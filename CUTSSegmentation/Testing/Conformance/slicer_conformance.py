@@ -261,6 +261,7 @@ def run_checks(source: Path, report: Report) -> None:
             "showPersistent": False,
             "seedPoints": None,
             "outputSegmentation": None,
+            "previewSegmentation": None,
         }
         assert defaults == expected, defaults
         assert logic.getParameterNode().parameterNode is parameters.parameterNode, (
@@ -304,6 +305,7 @@ def run_checks(source: Path, report: Report) -> None:
         "showPersistent": [True, False],
         "seedPoints": [None, nodes["markups"], None],
         "outputSegmentation": [None, nodes["segmentation"], None],
+        "previewSegmentation": [None, nodes["segmentation"], None],
     }
     rejected = {
         "inputVolume": [nodes["segmentation"], nodes["model"], "scalar"],
@@ -313,6 +315,7 @@ def run_checks(source: Path, report: Report) -> None:
         "level": [-1, MAX_LEVEL + 1],
         "seedPoints": [nodes["segmentation"]],
         "outputSegmentation": [nodes["table"]],
+        "previewSegmentation": [nodes["model"]],
     }
 
     def every_value(name: str) -> Callable[[], str]:
@@ -355,6 +358,7 @@ def run_checks(source: Path, report: Report) -> None:
                 "showPersistent": True,
                 "seedPoints": nodes["markups"],
                 "outputSegmentation": nodes["segmentation"],
+                "previewSegmentation": nodes["segmentation"],
             },
             {
                 "inputVolume": None,
@@ -366,6 +370,7 @@ def run_checks(source: Path, report: Report) -> None:
                 "showPersistent": False,
                 "seedPoints": None,
                 "outputSegmentation": None,
+                "previewSegmentation": None,
             },
         ]
         ParameterNode = type(parameters)
@@ -466,7 +471,10 @@ def run_checks(source: Path, report: Report) -> None:
         from CUTSSegmentationJobs import Accelerators
         from CUTSSegmentationJobs.engine import Geometry, Hierarchy, ImageData
         from CUTSSegmentationModuleLib import PanelController
-        from CUTSSegmentationMRML import image_to_volume_node
+        from CUTSSegmentationMRML import (
+            ensure_segmentation_converters,
+            image_to_volume_node,
+        )
 
         logic = state["logic"]
         image = ImageData(
@@ -509,7 +517,12 @@ def run_checks(source: Path, report: Report) -> None:
 
         tag = parameters.AddObserver(vtk.vtkCommand.ModifiedEvent, on_modified)
         try:
-            parameters.outputSegmentation = logic.createSegmentationNode(volume)
+            ensure_segmentation_converters(
+                scene
+            )  # the application's Segmentations module did this
+            user = logic.createSegmentationNode(volume)
+            user.GetSegmentation().AddEmptySegment("mine", "Mine", [1.0, 0.0, 0.0])
+            parameters.outputSegmentation = user
             parameters.level = 200
             parameters.inputVolume = volume
             assert same_node(parameters.hierarchyNode, hierarchy_node), (
@@ -524,19 +537,34 @@ def run_checks(source: Path, report: Report) -> None:
                 1,
                 True,
             )
-            assert (
-                parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments()
-                == 2
-            )
+            preview = parameters.previewSegmentation
+            assert preview is not None and not same_node(preview, user)
+            assert preview.GetSegmentation().GetNumberOfSegments() == 2
             controller.chooseLevel(0)
             assert parameters.level == 0
             assert (
-                parameters.outputSegmentation.GetSegmentation().GetNumberOfSegments()
+                parameters.previewSegmentation.GetSegmentation().GetNumberOfSegments()
                 == 4
             )
+            assert user.GetSegmentation().GetNumberOfSegments() == 1, (
+                "the preview touched the user's segmentation"
+            )
+            seed = scene.AddNewNodeByClass(
+                "vtkMRMLMarkupsFiducialNode", "conformance seed"
+            )
+            # Voxel (3, 2, 1): the geometry is the identity in LPS, so RAS is (-3, -2, 1).
+            seed.AddControlPoint(-3.0, -2.0, 1.0)
+            parameters.seedPoints = seed
+            kept = controller.addStructureAtSeed()
+            assert user.GetSegmentation().GetNumberOfSegments() == 2 and kept.level == 0
+            assert controller.state().undoEnabled and controller.undo()
+            assert user.GetSegmentation().GetNumberOfSegments() == 1
         finally:
             parameters.RemoveObserver(tag)
-        return "input follows its hierarchy, level kept within 0..1, levels pushed through the real wrapper"
+        return (
+            "input follows its hierarchy, level kept within 0..1, levels previewed apart from the user's "
+            "segmentation, a structure added and undone through the real wrapper"
+        )
 
     report.check("panel controller on the real parameter node", controller_on_wrapper)
 
@@ -610,6 +638,57 @@ def run_checks(source: Path, report: Report) -> None:
         return f"{', '.join(BUNDLED_WITH_SLICER)} ship with Slicer; launcher sets PYTHONUTF8: {'yes' if utf8 else 'no'}"
 
     report.check("packages Slicer ships", bundled_packages)
+
+    def sample_data_module() -> str:
+        from CUTSSegmentationModuleLib.sample_data import (
+            SAMPLE_NAME,
+            register_sample_data,
+        )
+        from CUTSSegmentationMRML import volume_node_to_image
+        from CUTSSegmentationMRML.volume_files import read_volume_file
+
+        if not hasattr(slicer, "modules"):
+            slicer.modules = (
+                types.SimpleNamespace()
+            )  # the application's module registry
+        spec = importlib.util.spec_from_file_location(
+            "SampleData",
+            source / "Modules" / "Scripted" / "SampleData" / "SampleData.py",
+        )
+        sample_data = importlib.util.module_from_spec(spec)
+        sys.modules["SampleData"] = sample_data
+        spec.loader.exec_module(sample_data)
+        register_sample_data(
+            MODULE_DIR, sample_data.SampleDataLogic
+        )  # what startupCompleted() runs
+        register_sample_data(
+            MODULE_DIR, sample_data.SampleDataLogic
+        )  # twice: registered once
+        logic = sample_data.SampleDataLogic()
+        source_ = logic.sourceForSampleName(SAMPLE_NAME)
+        assert source_ is not None, "not registered"
+        category = logic.categoryForSource(source_)
+        assert [s.sampleName for s in slicer.modules.sampleDataSources[category]].count(
+            SAMPLE_NAME
+        ) == 1
+        with tempfile.TemporaryDirectory() as cache:
+            manager = slicer.vtkCacheManager()
+            manager.SetRemoteCacheDirectory(cache)
+            slicer.mrmlScene.SetCacheManager(manager)  # the application's scene has one
+            paths = logic.downloadSourceIntoCache(
+                source_
+            )  # file:// download and SHA-256 check
+            assert len(paths) == 1 and Path(paths[0]).is_file(), paths
+            volume = read_volume_file(
+                slicer.vtkMRMLScene(), paths[0], name=source_.nodeNames[0]
+            )
+            shape = volume_node_to_image(volume).array.shape[:3]
+        return (
+            f"'{SAMPLE_NAME}' in category '{category}' registered once, fetched from its file:// URI with its "
+            f"checksum by this Slicer's SampleDataLogic, loads as a {shape[2]}x{shape[1]}x{shape[0]} volume"
+        )
+
+    report.check("Sample Data module", sample_data_module)
 
     def catalog_entry() -> str:
         entry = json.loads((REPO / f"{MODULE_NAME}.json").read_text(encoding="utf-8"))
