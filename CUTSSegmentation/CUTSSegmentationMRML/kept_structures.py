@@ -25,6 +25,7 @@ from .bridge import (
     _numpy_to_matrix,
     _set_image_from_array,
     _set_source_representation_to_labelmap,
+    ensure_segmentation_converters,
     ijk_to_ras_of,
     volume_shape,
 )
@@ -296,6 +297,9 @@ class SegmentationUndo:
 
     def checkpoint(self, segmentation_node: Any) -> None:
         """Save the segmentation's current segments; call before changing them."""
+        ensure_segmentation_converters(
+            segmentation_node.GetScene()
+        )  # states are deep copies of layers
         if not self._history(segmentation_node).SaveState():
             raise RuntimeError(
                 f"could not save an undo state of '{segmentation_node.GetName()}'"

@@ -51,6 +51,13 @@ def check_push_level(logic: Any, scene: Any) -> None:
     logic.binarizeAtSeed(hierarchy, seedNode, 0, segmentationNode, volumeNode)
     assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 1
 
+    # Added structures come on top of the segments there; Undo takes the last one back.
+    for level in (0, 1):
+        logic.addStructure(hierarchy, seedNode, segmentationNode, level, volumeNode)
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 3
+    assert logic.undo(segmentationNode)
+    assert segmentationNode.GetSegmentation().GetNumberOfSegments() == 2
+
 
 def check_end_to_end(logic: Any, scene: Any) -> None:
     """Train briefly and condense in this process, then show a level (needs torch)."""

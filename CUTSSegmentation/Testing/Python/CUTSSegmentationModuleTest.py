@@ -1,4 +1,5 @@
-"""In-Slicer tests of the CUTSSegmentation panel: background job, slider, persistent map, cancel.
+"""In-Slicer tests of the CUTSSegmentation panel: background job, slider, persistent map, add and undo, cancel,
+sample data.
 
 Registered with slicer_add_python_unittest (Testing/Python/CMakeLists.txt); run with
 `ctest -R py_CUTSSegmentationModuleTest` in the extension's build tree, or from Slicer's Python console:
@@ -13,6 +14,7 @@ import unittest
 
 import numpy as np
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 
@@ -45,6 +47,7 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         self.test_SegmentSliderPersistent()
         self.setUp()
         self.test_CancelLeavesSceneUnchanged()
+        self.test_SampleDataLoads()
 
     def _waitForJob(self, timeout=600.0):
         deadline = time.monotonic() + timeout
@@ -65,8 +68,12 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         self._waitForJob()
         self.assertFalse(os.path.exists(workDir), "the job folder was not removed")
         self.assertIsNotNone(parameters.hierarchyNode)
-        segmentationNode = parameters.outputSegmentation
+        segmentationNode = parameters.previewSegmentation
         self.assertIsNotNone(segmentationNode)
+        self.assertIsNone(
+            parameters.outputSegmentation,
+            "levels are previewed, not written to an output",
+        )
         hierarchy = self.widget.logic.hierarchyForNode(parameters.hierarchyNode)
         for level in range(hierarchy.n_levels):
             ui.levelSliderWidget.value = level
@@ -82,6 +89,27 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
             self.assertEqual(
                 segmentationNode.GetSegmentation().GetNumberOfSegments(), expected
             )
+            ui.persistentButton.checked = False
+
+        # Add the structure under a seed at two levels; Undo takes the second one back.
+        seedNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+        parameters.seedPoints = seedNode
+        ijkToRas = vtk.vtkMatrix4x4()
+        self.volumeNode.GetIJKToRASMatrix(ijkToRas)
+        seedNode.AddControlPoint(ijkToRas.MultiplyPoint([32.0, 32.0, 0.0, 1.0])[:3])
+        for level in (0, hierarchy.n_levels - 1):
+            ui.levelSliderWidget.value = level
+            slicer.app.processEvents()
+            ui.addStructureButton.click()
+        output = parameters.outputSegmentation
+        self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 2)
+        self.assertTrue(ui.undoButton.enabled)
+        ui.undoButton.click()
+        self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 1)
+        ui.show3DButton.checked = True
+        self.assertTrue(
+            output.GetSegmentation().ContainsRepresentation("Closed surface")
+        )
 
     def test_CancelLeavesSceneUnchanged(self):
         """Cancel kills the process tree and imports nothing."""
@@ -103,6 +131,14 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         self.assertFalse(os.path.exists(job.work_dir))
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
         self.assertIsNone(self.widget.panel.parameterNode.hierarchyNode)
+
+    def test_SampleDataLoads(self):
+        """The module's sample volume is in the Sample Data module and loads without a network."""
+        import SampleData
+
+        volumeNode = SampleData.SampleDataLogic().downloadSample("CUTSSpineT2")
+        self.assertIsNotNone(volumeNode)
+        self.assertEqual(volumeNode.GetImageData().GetDimensions(), (60, 55, 52))
 
 
 if __name__ == "__main__":
