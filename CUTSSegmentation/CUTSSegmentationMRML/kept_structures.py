@@ -153,6 +153,25 @@ def _check_same_frame(segmentation_node: Any, reference_volume_node: Any) -> Non
         )
 
 
+def check_appendable(segmentation_node: Any, reference_volume_node: Any) -> None:
+    """InputError (nothing changed) when a structure of this volume cannot be added to this segmentation."""
+    if segmentation_node is None or not segmentation_node.IsA(
+        "vtkMRMLSegmentationNode"
+    ):
+        raise InputError("select a segmentation to add the structure to")
+    _check_same_frame(segmentation_node, reference_volume_node)
+    segmentation = segmentation_node.GetSegmentation()
+    source_name = (
+        getattr(segmentation, "GetSourceRepresentationName", None)
+        or segmentation.GetMasterRepresentationName
+    )
+    if segmentation.GetNumberOfSegments() > 0 and source_name() != _BINARY_LABELMAP:
+        raise InputError(
+            f"segmentation '{segmentation_node.GetName()}' is edited as '{source_name()}'; make binary labelmap "
+            "its source representation (Segmentations module) to add structures to it"
+        )
+
+
 def append_segment(
     segmentation_node: Any,
     mask: np.ndarray,
@@ -167,15 +186,11 @@ def append_segment(
     A segmentation without segments takes the volume's geometry as its reference geometry, as the
     Segment Editor does; one with segments keeps its own (the new layer carries the volume's geometry).
     """
-    if segmentation_node is None or not segmentation_node.IsA(
-        "vtkMRMLSegmentationNode"
-    ):
-        raise InputError("select a segmentation to add the structure to")
+    check_appendable(segmentation_node, reference_volume_node)
     shape = volume_shape(reference_volume_node)
     mask = np.asarray(mask, dtype=bool).reshape(shape)
     if not mask.any():
         raise InputError("the structure under the seed is empty")
-    _check_same_frame(segmentation_node, reference_volume_node)
     segmentation = segmentation_node.GetSegmentation()
     layer = slicer.vtkOrientedImageData()
     _set_image_from_array(layer, mask.astype(np.uint8))
@@ -238,6 +253,7 @@ def add_structure(
         PERSISTENCE_TAG: str(persistence),
         VOXELS_TAG: str(voxels),
     }
+    check_appendable(segmentation_node, reference_volume_node)
     if undo is not None:
         undo.checkpoint(segmentation_node)
     segment_id = _unique_segment_id(

@@ -233,3 +233,17 @@ def test_the_engine_chooses_the_level_when_none_is_given(study_scene):
     region = hierarchy.level(kept.level) == kept.label
     assert 0 < kept.voxels <= int(region.sum())
     assert logic.undo(user) and user.GetSegmentation().GetNumberOfSegments() == 2
+
+
+def test_a_segmentation_edited_as_surfaces_is_refused_and_left_alone(study_scene):
+    _scene, volume, _study, user = study_scene
+    logic = SegmentationLogic()
+    hierarchy = three_level_hierarchy()
+    logic.addHierarchyToScene(hierarchy, volume)
+    assert user.CreateClosedSurfaceRepresentation()
+    user.GetSegmentation().SetSourceRepresentationName("Closed surface")
+    before = user.GetSegmentation().GetNumberOfSegments()
+    with pytest.raises(InputError, match="source representation"):
+        logic.addStructure(hierarchy, (1, 1, 0), user, level=0)
+    assert user.GetSegmentation().GetNumberOfSegments() == before
+    assert not logic.canUndo(user)
