@@ -226,6 +226,7 @@ class PanelController:
             int(p.level),
             bool(p.showPersistent),
             node_id(p.inputVolume),
+            node_id(p.previewSegmentation),
         )
 
     def currentHierarchy(self) -> Any:
@@ -277,6 +278,8 @@ class PanelController:
         preview = self.logic.previewSegmentation(p.inputVolume, p.previewSegmentation)
         if node_id(preview) != node_id(p.previewSegmentation):
             p.previewSegmentation = preview
+            # The key now names the new preview, so the push below is not repeated for it.
+            self._shownKey = self._displayKey()
         level = PERSISTENT if p.showPersistent else int(p.level)
         self.logic.pushLevel(hierarchy, level, preview, p.inputVolume)
 

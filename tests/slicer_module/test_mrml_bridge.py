@@ -519,6 +519,7 @@ def test_bridge_uses_no_qt_and_no_scene_global():
                     "__future__",
                     "collections",
                     "colorsys",
+                    "dataclasses",
                     "json",
                     "os",
                     "tempfile",

@@ -202,3 +202,28 @@ def test_run_condensation_shows_the_middle_level_and_cancel_changes_nothing(
     assert controller.job is None and controller.state().status.startswith("Cancelled")
     assert not work_dir.exists() and scene.GetNumberOfNodes() == nodes
     assert find_hierarchy_nodes(scene, volume) == [parameters.hierarchyNode]
+
+
+def test_the_preview_is_one_node_per_volume_and_made_again_when_removed(
+    scene_and_volume,
+):
+    scene, volume = scene_and_volume
+    logic = make_logic()
+    hierarchyNode = logic.addHierarchyToScene(three_level_hierarchy(), volume)
+    parameters = PanelParameters(inputVolume=volume, hierarchyNode=hierarchyNode)
+    controller = controller_on(scene, parameters, logic)
+    controller.refresh()
+    first = parameters.previewSegmentation
+    assert first.GetSegmentation().GetNumberOfSegments() == 8
+    controller.chooseLevel(2)
+    controller.refresh()
+    assert parameters.previewSegmentation is first
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+
+    scene.RemoveNode(first)
+    parameters.previewSegmentation = None  # what the wrapper reads for a removed node
+    controller.chooseLevel(1)
+    controller.refresh()
+    again = parameters.previewSegmentation
+    assert again is not None and again.GetScene() is scene
+    assert again.GetSegmentation().GetNumberOfSegments() == 4
