@@ -16,11 +16,18 @@ from . import __version__
 from .condense.condensation import CondensationConfig, CondensationResult, condense
 from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy
+from .condense.persistence import persistent_level_indices, persistent_structures
+from .core.device import resolve_device
 from .core.errors import InputError
 from .core.imagedata import ImageData
 from .core.label_dtypes import smallest_uint
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from .core.working_grid import block_mean, in_plane_factor, to_image_grid
+from .io.memory import check_fits_in_memory
+from .io.validation import validate_image
+from .learn.embedding import compute_embeddings
+from .learn.modelfile import TrainedModel, check_compatible
+from .learn.training import TrainConfig, train_encoder
 
 
 def train(
@@ -33,11 +40,37 @@ def train(
     cancel: Optional[CancelToken] = None,
     checkpoint_path: Optional[str] = None,
     **config_overrides: Any,
-):
-    """Train a CUTS encoder on a dataset (2D images or 3D volumes) and return the `TrainedModel`."""
-    from .io.validation import validate_image
-    from .learn.training import TrainConfig, train_encoder
+) -> TrainedModel:
+    """Train a CUTS encoder on a dataset (2D images or 3D volumes), without labels.
 
+    Parameters
+    ----------
+    images : sequence of ImageData
+        The dataset (one image is the smallest dataset); all with the same number of channels.
+    epochs : int, optional
+        Passes over the slices; None picks a budget for the device and the kind of input.
+    device : str
+        "auto" (CUDA, then Apple MPS, then CPU), "cpu", "cuda" or "mps".
+    seed : int
+        Seed of the weights, crops and pair sampling (the same seed, data and CPU give the same weights).
+    progress, cancel
+        Progress callback ``(stage, fraction, message)`` and a cancel token checked before every step.
+    checkpoint_path : str, optional
+        Where the last complete epoch's model is kept, so Ctrl-C or a cancel loses at most one epoch.
+    **config_overrides
+        Any other `TrainConfig` field.
+
+    Returns
+    -------
+    TrainedModel
+        The encoder and its model card.
+
+    Examples
+    --------
+    >>> from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
+    >>> image, _ = synthetic_image_2d(size=48)  # doctest: +SKIP
+    >>> model = train([image], epochs=1, device="cpu")  # doctest: +SKIP
+    """
     if not images:
         raise InputError("no images to train on")
     for image in images:
@@ -54,8 +87,6 @@ def build_hierarchy(
     info: Optional[dict[str, Any]] = None,
 ) -> Hierarchy:
     """Label maps of the kept levels (uint16, finest first) and the persistent map, in the image's shape."""
-    from .condense.persistence import persistent_level_indices, persistent_structures
-
     shape = image.spatial_shape
     tree = result.merge_tree
     dtype = smallest_uint(int(tree.max()) + 1)
@@ -83,7 +114,7 @@ def build_hierarchy(
 
 def segment(
     image: ImageData,
-    model=None,
+    model: Optional[TrainedModel] = None,
     *,
     device: str = "auto",
     condensation: Optional[CondensationConfig] = None,
@@ -95,14 +126,40 @@ def segment(
     """Segment one 2D image or 3D volume into a CUTS hierarchy.
 
     Without a model, an encoder is first trained on the image itself (the paper trains per dataset; one
-    image is the smallest dataset). The hierarchy's `info` records the model card and the timings.
-    """
-    from .core.device import resolve_device
-    from .io.memory import check_fits_in_memory
-    from .io.validation import validate_image
-    from .learn.embedding import compute_embeddings
-    from .learn.modelfile import check_compatible
+    image is the smallest dataset). Volumes above 9 M voxels are worked on a coarser in-plane grid and mapped
+    back (`core.working_grid`); in volumes condensation clusters embeddings joined with intensities.
 
+    Parameters
+    ----------
+    image : ImageData
+        The image or volume.
+    model : TrainedModel, optional
+        An encoder trained on this kind of data (`train`, or `learn.modelfile.load_model`).
+    device : str
+        "auto", "cpu", "cuda" or "mps".
+    condensation : CondensationConfig, optional
+        Condensation settings (defaults: those the benchmarks were measured with).
+    train_epochs : int, optional
+        Epochs of the self-training when no model is given.
+    seed : int
+        Seed of training and condensation.
+    progress, cancel
+        Progress callback and cancel token, checked between and inside the stages.
+
+    Returns
+    -------
+    Hierarchy
+        Levels (finest first, uint16, the image's shape), cluster counts, merge tree, persistent map; `info`
+        holds the model card, the condensation settings and the wall time of every stage.
+
+    Examples
+    --------
+    >>> from CUTSSegmentationLib.evaluate.phantom import synthetic_phantom_3d
+    >>> volume, truth = synthetic_phantom_3d()  # doctest: +SKIP
+    >>> hierarchy = segment(volume, device="cpu", train_epochs=2)  # doctest: +SKIP
+    >>> hierarchy.levels.shape[1:] == truth.shape  # doctest: +SKIP
+    True
+    """
     validate_image(image)
     check_fits_in_memory(image.array.shape[:3], image.channels)
     timings: dict[str, float] = {}

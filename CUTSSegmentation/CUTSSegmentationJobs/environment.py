@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
 
-#: Device choices offered by the module panel (the engine also knows "mps" and "cuda:N").
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+#: Device choices offered by the module panel (the engine also knows "cuda:N").
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+#: The torch the engine needs. It is installed by the PyTorch extension (PyTorchUtilsLogic.installTorch with
+#: this bound as torchVersionRequirement), which picks the build that matches the GPU driver.
+TORCH_MINIMUM_VERSION = "2.1"
+TORCH_REQUIREMENT = f"torch>={TORCH_MINIMUM_VERSION}"
+
+#: Packages every supported Slicer ships in its own Python; pip must never replace them there.
+BUNDLED_WITH_SLICER = ("numpy", "scipy", "SimpleITK")
 
 #: pip requirement -> import name, for the packages the engine needs besides torch.
 IMPORT_NAMES = {
@@ -43,25 +54,67 @@ def find_python_executable() -> str:
     found = shutil.which("PythonSlicer")
     if found:
         return found
-    for candidate in (Path(sys.executable).with_name("PythonSlicer"), Path(sys.executable).with_name("PythonSlicer.exe")):
+    for candidate in (
+        Path(sys.executable).with_name("PythonSlicer"),
+        Path(sys.executable).with_name("PythonSlicer.exe"),
+    ):
         if candidate.is_file():
             return str(candidate)
     return sys.executable
 
 
 # --------------------------------------------------------------------------------------- GPUs
-_gpu_cache: Optional[list[str]] = None
+#: `creationflags` that keep a console window from flashing up for a child process on Windows.
+CREATE_NO_WINDOW = 0x08000000
 
 
-def detect_gpu_names(refresh: bool = False) -> list[str]:
-    """Names of the NVIDIA GPUs the driver reports (`nvidia-smi`), [] when there are none or no driver.
+def hidden_console_options(os_name: str = os.name) -> dict[str, int]:
+    """Keyword arguments for subprocess calls: no console window on Windows, nothing elsewhere.
 
-    Used to label the "cuda" choice with the GPU's name; cached because the panel asks on every refresh.
+    Slicer is a GUI application; each console program it starts (nvidia-smi, taskkill, the engine's
+    Python) would otherwise open a console window for its lifetime.
     """
-    global _gpu_cache
-    if _gpu_cache is not None and not refresh:
-        return list(_gpu_cache)
-    names: list[str] = []
+    return {"creationflags": CREATE_NO_WINDOW} if os_name == "nt" else {}
+
+
+@dataclass(frozen=True)
+class Accelerators:
+    """The GPUs the engine's "auto" device can pick, found without importing torch.
+
+    `nvidia`: names `nvidia-smi` reports. `apple`: a description of the Metal GPU torch reaches through
+    MPS on macOS ("" elsewhere); the engine's "auto" takes CUDA first, then MPS, then the CPU.
+    """
+
+    nvidia: tuple[str, ...] = ()
+    apple: str = ""
+
+    @property
+    def auto_name(self) -> str:
+        """What "auto" runs on, "" for the CPU."""
+        return self.nvidia[0] if self.nvidia else self.apple
+
+
+def apple_gpu(system: str | None = None, machine: str | None = None) -> str:
+    """The Metal GPU torch's MPS backend uses on this Mac ("" when this is no Mac)."""
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    if system != "Darwin":
+        return ""
+    return "Apple GPU" if machine == "arm64" else "Metal GPU (MPS), if this Mac has one"
+
+
+_nvidia_cache: tuple[str, ...] | None = None
+
+
+def detect_nvidia_gpus(refresh: bool = False) -> tuple[str, ...]:
+    """Names of the NVIDIA GPUs the driver reports (`nvidia-smi`), () when there are none or no driver.
+
+    Cached because the panel asks on every refresh.
+    """
+    global _nvidia_cache
+    if _nvidia_cache is not None and not refresh:
+        return _nvidia_cache
+    names: tuple[str, ...] = ()
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -69,45 +122,63 @@ def detect_gpu_names(refresh: bool = False) -> list[str]:
                 [smi, "--query-gpu=name", "--format=csv,noheader"],
                 capture_output=True,
                 text=True,
+                encoding="utf-8",
+                errors="replace",
                 timeout=5,
                 check=False,
+                **hidden_console_options(),
             )
             if completed.returncode == 0:
-                names = [line.strip() for line in completed.stdout.splitlines() if line.strip()]
+                names = tuple(line.strip() for line in completed.stdout.splitlines() if line.strip())
         except (OSError, subprocess.SubprocessError):
-            names = []
-    _gpu_cache = names
-    return list(names)
+            names = ()
+    _nvidia_cache = names
+    return names
 
 
-def device_label(choice: str, gpu_names: Sequence[str]) -> str:
+def detect_accelerators(refresh: bool = False) -> Accelerators:
+    """NVIDIA GPUs and the Apple GPU of this machine."""
+    return Accelerators(nvidia=detect_nvidia_gpus(refresh), apple=apple_gpu())
+
+
+def device_label(choice: str, accelerators: Accelerators) -> str:
     """Text for one device choice in the combobox, e.g. "cuda (NVIDIA H100 80GB HBM3)"."""
     if choice == "cuda":
-        return f"cuda ({gpu_names[0]})" if gpu_names else "cuda (no NVIDIA GPU found)"
+        return f"cuda ({accelerators.nvidia[0]})" if accelerators.nvidia else "cuda (no NVIDIA GPU found)"
+    if choice == "mps":
+        return f"mps ({accelerators.apple})" if accelerators.apple else "mps (macOS only)"
     if choice == "auto":
-        return f"auto ({gpu_names[0]})" if gpu_names else "auto (CPU)"
+        return f"auto ({accelerators.auto_name or 'CPU'})"
     return choice
 
 
-def choose_device(requested: str, gpu_names: Sequence[str]) -> tuple[str, str]:
-    """(device for the engine, note for the user). "cuda" without a GPU falls back to the CPU.
+def choose_device(requested: str, accelerators: Accelerators) -> tuple[str, str]:
+    """(device for the engine, note for the user). "cuda" or "mps" without that GPU falls back to the CPU.
 
     "auto" is passed through: the engine itself picks CUDA, then Apple MPS, then the CPU.
     """
     requested = (requested or "auto").strip().lower()
     if requested not in DEVICE_CHOICES:
         raise ValueError(f"device must be one of {', '.join(DEVICE_CHOICES)}, got '{requested}'")
-    if requested == "cuda" and not gpu_names:
-        return "cpu", "No NVIDIA GPU was found: running on the CPU instead."
     if requested == "cuda":
-        return "cuda", f"Running on {gpu_names[0]}."
+        if not accelerators.nvidia:
+            return "cpu", "No NVIDIA GPU was found: running on the CPU instead."
+        return "cuda", f"Running on {accelerators.nvidia[0]}."
+    if requested == "mps":
+        if not accelerators.apple:
+            return "cpu", "MPS exists only on macOS: running on the CPU instead."
+        return "mps", f"Running on the {accelerators.apple}."
     if requested == "cpu":
         return "cpu", "Running on the CPU."
-    return "auto", f"Running on {gpu_names[0]}." if gpu_names else "No GPU found: running on the CPU."
+    name = accelerators.auto_name
+    return (
+        "auto",
+        f"Running on {name}." if name else "No GPU found: running on the CPU.",
+    )
 
 
 # --------------------------------------------------------------------------------------- packages
-def read_requirements(path: Union[str, Path]) -> list[str]:
+def read_requirements(path: str | Path) -> list[str]:
     """Requirement lines of a requirements.txt (comments and blanks dropped)."""
     lines = []
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
@@ -149,4 +220,3 @@ def missing_requirements(requirements: Iterable[str]) -> list[str]:
             if _version_tuple(installed) < _version_tuple(version):
                 missing.append(requirement)
     return missing
-

@@ -30,16 +30,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Union
 
-from CUTSSegmentationLib.core.progress import parse_progress_line
+from .engine import ENGINE_PACKAGE, engine_package, parse_progress_line
+from .environment import CREATE_NO_WINDOW, hidden_console_options
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-#: The engine package run with `-m`.
-ENGINE_PACKAGE = "CUTSSegmentationLib"
 #: How long `cancel()` waits for the killed process tree to be reaped.
 KILL_WAIT_S = 10.0
 
@@ -53,9 +52,7 @@ def engine_directory() -> Path:
 
     Installed extension: the module's qt-scripted-modules folder; source checkout: the repository root.
     """
-    import CUTSSegmentationLib
-
-    return Path(CUTSSegmentationLib.__file__).resolve().parent.parent
+    return Path(engine_package().__file__).resolve().parent.parent
 
 
 def _common(device: str, seed: int) -> list[str]:
@@ -66,7 +63,7 @@ def train_args(
     inputs: Sequence[PathLike],
     model_out: PathLike,
     *,
-    epochs: Optional[int] = None,
+    epochs: int | None = None,
     device: str = "auto",
     seed: int = 0,
 ) -> list[str]:
@@ -83,8 +80,8 @@ def segment_args(
     input_path: PathLike,
     out_dir: PathLike,
     *,
-    model: Optional[PathLike] = None,
-    epochs: Optional[int] = None,
+    model: PathLike | None = None,
+    epochs: int | None = None,
     device: str = "auto",
     seed: int = 0,
 ) -> list[str]:
@@ -105,10 +102,13 @@ def engine_command(python: str, engine_args: Sequence[str]) -> list[str]:
     return [str(python), "-m", ENGINE_PACKAGE, *[str(a) for a in engine_args]]
 
 
-def child_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for the child: `base` (default: this process's) + the engine folder on PYTHONPATH.
 
     PYTHONUNBUFFERED makes progress lines arrive as they are printed, not when a 8 kB buffer fills.
+    PYTHONUTF8 and PYTHONIOENCODING make the child write UTF-8, which is how its output is read: on Windows
+    its streams would otherwise use the ANSI code page (cp1252), and Slicer's launcher sets PYTHONUTF8
+    itself only from Slicer 5.12 on.
     """
     env = dict(os.environ if base is None else base)
     engine_dir = str(engine_directory())
@@ -118,6 +118,8 @@ def child_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, str
         parts.insert(0, engine_dir)
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONUTF8"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
     return env
 
 
@@ -154,6 +156,7 @@ def kill_process_tree(process: subprocess.Popen) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
+            **hidden_console_options(),
         )
     else:
         _killpg(process.pid)
@@ -175,7 +178,7 @@ def _killpg(pgid: int) -> None:
 class JobResult:
     """How a job ended. `error` is the engine's one-line explanation (last stderr line) when it failed."""
 
-    returncode: Optional[int]
+    returncode: int | None
     cancelled: bool = False
     error: str = ""
     elapsed_s: float = 0.0
@@ -201,11 +204,11 @@ class EngineJob:
     def __init__(
         self,
         *,
-        python: Optional[str] = None,
-        work_dir: Optional[PathLike] = None,
-        env: Optional[Mapping[str, str]] = None,
-        on_progress: Optional[ProgressHandler] = None,
-        on_output: Optional[LineHandler] = None,
+        python: str | None = None,
+        work_dir: PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        on_progress: ProgressHandler | None = None,
+        on_output: LineHandler | None = None,
         name: str = "CUTS job",
     ) -> None:
         self.python = python or sys.executable
@@ -219,10 +222,10 @@ class EngineJob:
             self.work_dir = Path(work_dir)
             self.work_dir.mkdir(parents=True, exist_ok=True)
         self.command: list[str] = []
-        self.last_progress: Optional[tuple[str, float, str]] = None
-        self.result: Optional[JobResult] = None
-        self._process: Optional[subprocess.Popen] = None
-        self._queue: "queue.Queue[tuple[str, Optional[str]]]" = queue.Queue()
+        self.last_progress: tuple[str, float, str] | None = None
+        self.result: JobResult | None = None
+        self._process: subprocess.Popen | None = None
+        self._queue: queue.Queue[tuple[str, str | None]] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._open_streams = 0
         self._stderr_tail: list[str] = []
@@ -235,7 +238,7 @@ class EngineJob:
         return self.work_dir.joinpath(*parts)
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
     # ------------------------------------------------------------------ start
@@ -243,16 +246,14 @@ class EngineJob:
         """Start `python -m CUTSSegmentationLib <engine_args>` in the engine folder."""
         self.start_command(engine_command(self.python, engine_args), cwd=engine_directory())
 
-    def start_command(self, argv: Sequence[str], cwd: Optional[PathLike] = None) -> None:
+    def start_command(self, argv: Sequence[str], cwd: PathLike | None = None) -> None:
         """Start any command (tests use a small `python -c` script); stdout/stderr are read by two threads."""
         if self._process is not None:
             raise RuntimeError(f"{self.name} was already started")
         self.command = [str(a) for a in argv]
         kwargs: dict = {}
         if os.name == "nt":
-            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
-                subprocess, "CREATE_NO_WINDOW", 0
-            )
+            kwargs["creationflags"] = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200) | CREATE_NO_WINDOW
         else:
             kwargs["start_new_session"] = True  # own process group: cancel kills the whole tree
         self._start_time = time.monotonic()
@@ -269,8 +270,16 @@ class EngineJob:
             bufsize=1,
             **kwargs,
         )
-        for tag, stream in (("out", self._process.stdout), ("err", self._process.stderr)):
-            thread = threading.Thread(target=self._read, args=(tag, stream), name=f"{self.name} {tag}", daemon=True)
+        for tag, stream in (
+            ("out", self._process.stdout),
+            ("err", self._process.stderr),
+        ):
+            thread = threading.Thread(
+                target=self._read,
+                args=(tag, stream),
+                name=f"{self.name} {tag}",
+                daemon=True,
+            )
             self._threads.append(thread)
             self._open_streams += 1
             thread.start()
@@ -288,7 +297,7 @@ class EngineJob:
     def is_running(self) -> bool:
         return self._process is not None and self.result is None
 
-    def poll(self) -> Optional[JobResult]:
+    def poll(self) -> JobResult | None:
         """Handle the output read so far; return the JobResult once the process has ended (else None)."""
         if self.result is not None:
             return self.result
@@ -313,7 +322,7 @@ class EngineJob:
         )
         return self.result
 
-    def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> JobResult:
+    def wait(self, timeout: float | None = None, interval: float = 0.05) -> JobResult:
         """Block until the job ends (console use and tests); TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -374,7 +383,9 @@ class EngineJob:
         """Delete the work folder (inputs written for the job, outputs not taken by the caller)."""
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
-    def __del__(self) -> None:  # a forgotten job must not keep computing in the background
+    def __del__(
+        self,
+    ) -> None:  # a forgotten job must not keep computing in the background
         try:
             if self._process is not None and self._process.poll() is None:
                 kill_process_tree(self._process)

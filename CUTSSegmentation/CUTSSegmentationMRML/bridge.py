@@ -17,15 +17,13 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import slicer
 import vtk
+from CUTSSegmentationJobs.engine import Geometry, ImageData, InputError
 from vtk.util import numpy_support
-
-from CUTSSegmentationLib.core.errors import InputError
-from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
 
 from .palette import RGB, label_colors
 
@@ -37,6 +35,21 @@ LABEL_TAG = "CUTS.Label"
 SEGMENT_ID_PREFIX = "cuts_"
 
 _BINARY_LABELMAP = "Binary labelmap"
+
+
+# --------------------------------------------------------------------------- segmentation converters
+def ensure_segmentation_converters(scene: Any) -> None:
+    """Register the segmentation representation converters when nothing has yet.
+
+    Slicer's Segmentations module logic registers them when it gets its scene (RegisterNodes); undo states,
+    closed surfaces and segmentation sequences need them. Slicer-core without the application has none,
+    so the same logic is given the scene here; in the application the rules are already there.
+    """
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if factory.GetConverterRules():
+        return
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
 
 
 # --------------------------------------------------------------------------- small VTK helpers
@@ -152,7 +165,10 @@ def image_to_volume_node(scene: Any, image: ImageData, name: str = "CUTS input")
 
 
 def label_map_to_volume_node(
-    scene: Any, label_map: np.ndarray, reference_volume_node: Any, name: str = "CUTS labels"
+    scene: Any,
+    label_map: np.ndarray,
+    reference_volume_node: Any,
+    name: str = "CUTS labels",
 ) -> Any:
     """Add a label map as a vtkMRMLLabelMapVolumeNode on the reference volume's grid (batch path, hand-off)."""
     labels = _as_volume_labels(label_map, reference_volume_node)
@@ -201,7 +217,7 @@ def present_labels(label_map: np.ndarray) -> np.ndarray:
     return values[values != 0].astype(np.int64)
 
 
-def _pick(option: Union[None, Mapping[int, Any], Sequence[Any]], label: int, position: int) -> Any:
+def _pick(option: None | Mapping[int, Any] | Sequence[Any], label: int, position: int) -> Any:
     """names/colors may be a mapping label -> value or a sequence in ascending label order."""
     if option is None:
         return None
@@ -212,8 +228,9 @@ def _pick(option: Union[None, Mapping[int, Any], Sequence[Any]], label: int, pos
 
 def _set_source_representation_to_labelmap(segmentation_node: Any) -> None:
     """Slicer >= 5.4 says 'source', older releases 'master'; support both."""
-    setter = getattr(segmentation_node, "SetSourceRepresentationToBinaryLabelmap", None) or getattr(
-        segmentation_node, "SetMasterRepresentationToBinaryLabelmap"
+    setter = (
+        getattr(segmentation_node, "SetSourceRepresentationToBinaryLabelmap", None)
+        or segmentation_node.SetMasterRepresentationToBinaryLabelmap
     )
     setter()
 
@@ -222,8 +239,8 @@ def push_level_to_segmentation(
     label_map: np.ndarray,
     segmentation_node: Any,
     reference_volume_node: Any,
-    names: Union[None, Mapping[int, str], Sequence[str]] = None,
-    colors: Union[None, Mapping[int, RGB], Sequence[RGB]] = None,
+    names: None | Mapping[int, str] | Sequence[str] = None,
+    colors: None | Mapping[int, RGB] | Sequence[RGB] = None,
 ) -> list[str]:
     """Replace all segments of `segmentation_node` with one segment per nonzero label of `label_map`.
 
@@ -396,8 +413,22 @@ def label_at_seed(label_map: np.ndarray, seed_xyz: Sequence[int]) -> int:
     return int(volume[z, y, x])
 
 
-# --------------------------------------------------------------------------- export
-def export_segmentation(segmentation_node: Any, path: Union[str, Path]) -> Path:
+# --------------------------------------------------------------------------- files
+def read_segmentation_file(scene: Any, path: str | Path, name: str | None = None) -> Any:
+    """Read a .seg.nrrd into a new segmentation node through Slicer's segmentation storage node."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"segmentation file not found: {path}")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or path.name.split(".")[0])
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        raise InputError(f"could not read the segmentation {path}")
+    return node
+
+
+def export_segmentation(segmentation_node: Any, path: str | Path) -> Path:
     """Write the segmentation as a Slicer .seg.nrrd through vtkMRMLSegmentationStorageNode.
 
     A private storage node is used so the node's own storage (where a saved scene puts it) is left alone. The

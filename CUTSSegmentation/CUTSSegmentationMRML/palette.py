@@ -1,7 +1,7 @@
 """Deterministic, distinct segment colours for cluster labels.
 
 Why a fixed palette keyed by the label value: a cluster keeps its id across levels (see
-`CUTSSegmentationLib.hierarchy`), so keying the colour on the label makes a structure keep its colour while the
+`CUTSSegmentationLib.condense.hierarchy`), so keying the colour on the label makes a structure keep its colour while the
 user drags the granularity slider; random colours would make every step look like a different segmentation.
 Two labels of one level may still want the same palette slot; those collisions are resolved by taking the next
 free slot, so the colours of one level are always pairwise distinct.
@@ -10,7 +10,7 @@ free slot, so the colours of one level are always pairwise distinct.
 from __future__ import annotations
 
 import colorsys
-from typing import Iterable
+from collections.abc import Iterable
 
 RGB = tuple[float, float, float]
 

@@ -23,17 +23,27 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import slicer
 import vtk
+from CUTSSegmentationJobs.engine import (
+    HIERARCHY_FORMAT,
+    Geometry,
+    Hierarchy,
+    InputError,
+    smallest_uint,
+)
 
-from CUTSSegmentationLib.core.errors import InputError
-from CUTSSegmentationLib.condense.hierarchy import HIERARCHY_FORMAT, Hierarchy, smallest_uint
-from CUTSSegmentationLib.core.imagedata import Geometry
-
-from .bridge import _array_of_image, _name, _numpy_to_matrix, _set_image_from_array, ijk_to_ras_of, volume_shape
+from .bridge import (
+    _array_of_image,
+    _name,
+    _numpy_to_matrix,
+    _set_image_from_array,
+    ijk_to_ras_of,
+    volume_shape,
+)
 
 ROLE = "CUTS.Role"
 ROLE_HIERARCHY = "hierarchy"
@@ -85,9 +95,9 @@ def _read_labelmap(node: Any, what: str) -> np.ndarray:
 # --------------------------------------------------------------------------- store / load
 def store_hierarchy_in_scene(
     scene: Any,
-    hierarchy: Union[Hierarchy, str, Path],
-    reference_volume_node: Optional[Any] = None,
-    name: Optional[str] = None,
+    hierarchy: Hierarchy | str | Path,
+    reference_volume_node: Any | None = None,
+    name: str | None = None,
 ) -> Any:
     """Add `hierarchy` (or a hierarchy.npz path) to `scene`; returns the hierarchy (table) node.
 
@@ -129,15 +139,17 @@ def store_hierarchy_in_scene(
     data_nodes: dict[str, Any] = {
         "atom_map": _add_labelmap(scene, f"{base} atoms", "atom_map", atom_map.reshape(grid), ijk_to_ras),
         # M x T x 1 voxels: numpy (z=1, y=T, x=M); identity geometry, it is not an image.
-        "merge_tree": _add_labelmap(
-            scene, f"{base} merge tree", "merge_tree", merge_tree[np.newaxis], np.eye(4)
-        ),
+        "merge_tree": _add_labelmap(scene, f"{base} merge tree", "merge_tree", merge_tree[np.newaxis], np.eye(4)),
     }
     if hierarchy.persistent is not None:
         persistent = _as_unsigned(hierarchy.persistent, "persistent")
         dtypes["persistent"] = np.asarray(hierarchy.persistent).dtype.name
         data_nodes["persistent"] = _add_labelmap(
-            scene, f"{base} persistent", "persistent", persistent.reshape(grid), ijk_to_ras
+            scene,
+            f"{base} persistent",
+            "persistent",
+            persistent.reshape(grid),
+            ijk_to_ras,
         )
     if not levels_rebuildable:
         levels = _as_unsigned(hierarchy.levels, "levels").reshape((-1,) + grid[1:])
@@ -236,7 +248,7 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     )
 
 
-def find_hierarchy_nodes(scene: Any, reference_volume_node: Optional[Any] = None) -> list[Any]:
+def find_hierarchy_nodes(scene: Any, reference_volume_node: Any | None = None) -> list[Any]:
     """Hierarchy nodes in the scene, newest last; only those made for `reference_volume_node` if given."""
     found = []
     for index in range(scene.GetNumberOfNodesByClass("vtkMRMLTableNode")):
@@ -263,7 +275,7 @@ def remove_hierarchy_from_scene(hierarchy_node: Any) -> None:
 
 
 # --------------------------------------------------------------------------- scene bundles
-def write_scene_bundle(scene: Any, path: Union[str, Path]) -> Path:
+def write_scene_bundle(scene: Any, path: str | Path) -> Path:
     """Save the whole scene as a .mrb (what Slicer's 'Save scene as bundle' does); InputError if it fails."""
     path = Path(path)
     messages = slicer.vtkMRMLMessageCollection()
@@ -272,7 +284,7 @@ def write_scene_bundle(scene: Any, path: Union[str, Path]) -> Path:
     return path
 
 
-def read_scene_bundle(scene: Any, path: Union[str, Path], cache_directory: Optional[Union[str, Path]] = None) -> None:
+def read_scene_bundle(scene: Any, path: str | Path, cache_directory: str | Path | None = None) -> None:
     """Load a .mrb into `scene` (added to what is there).
 
     The Slicer application gives every scene a data I/O manager with a cache folder, which ReadFromMRB unpacks

@@ -68,10 +68,32 @@ def seed_to_index(seed_index_xyz: Sequence[float], shape: Sequence[int]) -> tupl
 
 
 def binarize_at_seed(labels: np.ndarray, seed_index_xyz: Sequence[float]) -> np.ndarray:
-    """Bool mask of the label under the seed (x, y[, z] voxel index; continuous values round half up).
+    """Bool mask of every voxel with the label under the seed: the seed's whole class, connected or not.
 
-    A seed outside the image, or on label 0 ("no label", e.g. unpainted in the persistent map), raises
-    InputError with a one-line explanation."""
+    For the connected structure a click means, use `condense.structures.structure_at_seed`.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        (Y, X) or (Z, Y, X) label map of non-negative integers; 0 is "no label".
+    seed_index_xyz : sequence of float
+        Voxel index (x, y[, z]); continuous values round half up.
+
+    Returns
+    -------
+    np.ndarray
+        Bool mask, the shape of `labels`.
+
+    Raises
+    ------
+    InputError
+        A seed outside the image, or on label 0 (e.g. unpainted in the persistent map), in one line.
+
+    Examples
+    --------
+    >>> binarize_at_seed(np.array([[1, 2, 1]]), (2, 0)).astype(int).tolist()
+    [[1, 0, 1]]
+    """
     arr = _check_labels(labels)
     index = seed_to_index(seed_index_xyz, arr.shape)
     value = arr[index]

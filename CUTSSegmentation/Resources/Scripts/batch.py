@@ -8,11 +8,16 @@ Runs unchanged in two places:
 Both go through a real MRML scene (Slicer's scene, or a new one from slicer-core): the input is loaded as
 a volume node, segmented with the engine, the chosen level (or the structure under --seed) is pushed into
 a segmentation node by the module's MRML bridge, and the segmentation storage node writes the file. That
-is the same path the module panel takes, so a batch result matches what the panel shows.
+is the same path the module panel takes, so a batch result matches what the panel shows. With
+--keep-seed, each structure under a seed is appended as a named, tagged segment, as "Add to segmentation"
+does; an --output that exists is read first and its segments are written back unchanged.
 
 Exit code 0 on success; on a problem the user can fix (missing or unreadable input, bad option, bad
 model file, not enough memory) one line on stderr and a nonzero code (2 input, 3 model, 4 memory,
-130 cancelled), like the `cuts` command line.
+130 cancelled), like the `cuts` command line; any other failure (a missing package, a bug) prints its
+traceback and exits with 1. The script always ends in sys.exit: Slicer exits by itself after a
+--python-script only with --testing or -c, so an exception that escaped would leave a windowless Slicer
+running.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 
 def _add_packages_to_path() -> None:
@@ -30,14 +36,15 @@ def _add_packages_to_path() -> None:
     here = Path(__file__).resolve()
     module_dir = here.parents[2]  # <module>/Resources/Scripts/batch.py
     for folder in (module_dir, module_dir.parent):
-        if (folder / "CUTSSegmentationJobs").is_dir() or (folder / "CUTSSegmentationLib").is_dir():
-            if str(folder) not in sys.path:
-                sys.path.append(str(folder))
+        has_packages = (folder / "CUTSSegmentationJobs").is_dir() or (folder / "CUTSSegmentationLib").is_dir()
+        if has_packages and str(folder) not in sys.path:
+            sys.path.append(str(folder))
 
 
 _add_packages_to_path()
 
 EXIT_OK = 0
+EXIT_FAILURE = 1
 EXIT_INPUT = 2
 EXIT_MODEL = 3
 EXIT_MEMORY = 4
@@ -57,20 +64,49 @@ def build_parser() -> argparse.ArgumentParser:
         prog="batch.py",
         description="CUTS unsupervised multigranular segmentation of one image or volume, written as .seg.nrrd.",
     )
-    parser.add_argument("--input", required=True, help="image or volume file (NRRD, NIfTI, MHA, PNG, JPG, TIFF, ...)")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="image or volume file (NRRD, NIfTI, MHA, PNG, JPG, TIFF, ...)",
+    )
     parser.add_argument("--output", required=True, help="output segmentation file, ending in .seg.nrrd")
-    parser.add_argument("--model", help="trained encoder (.safetensors); without it an encoder is trained on the input")
-    parser.add_argument("--level", default="persistent",
-                        help="hierarchy level index (0 = finest, -1 = coarsest) or 'persistent' (default)")
+    parser.add_argument(
+        "--model",
+        help="trained encoder (.safetensors); without it an encoder is trained on the input",
+    )
+    parser.add_argument(
+        "--level",
+        default=None,
+        help="hierarchy level index (0 = finest, -1 = coarsest) or 'persistent' (default; with "
+        "--keep-seed the level of each structure is chosen automatically)",
+    )
     parser.add_argument("--seed", help="keep only the structure under this voxel index X,Y[,Z]")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs when no --model is given")
+    parser.add_argument(
+        "--keep-seed",
+        action="append",
+        default=[],
+        metavar="X,Y[,Z]",
+        help="add the structure under this voxel index as a new segment (repeatable); "
+        "an existing --output keeps its segments and gets the new ones",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs when no --model is given",
+    )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
-    parser.add_argument("--random-seed", type=int, default=0, help="random seed of training and condensation")
+    parser.add_argument(
+        "--random-seed",
+        type=int,
+        default=0,
+        help="random seed of training and condensation",
+    )
     return parser
 
 
-def _parse_seed(text: Optional[str]) -> Optional[tuple[float, ...]]:
-    from CUTSSegmentationLib.core.errors import InputError
+def _parse_seed(text: str | None) -> tuple[float, ...] | None:
+    from CUTSSegmentationJobs.engine import InputError
 
     if text is None:
         return None
@@ -92,44 +128,86 @@ def _scene():
 
 
 def run(args: argparse.Namespace) -> int:
-    from CUTSSegmentationJobs import operations
-    from CUTSSegmentationLib.core.errors import InputError
-    from CUTSSegmentationLib.core.progress import ConsoleProgress
-    from CUTSSegmentationMRML import export_segmentation
+    from CUTSSegmentationJobs.engine import ConsoleProgress, InputError
+    from CUTSSegmentationMRML import (
+        add_structure,
+        ensure_segmentation_converters,
+        export_segmentation,
+        keep_structure_at_seed,
+        level_description,
+        parse_level,
+        push_level,
+    )
+    from CUTSSegmentationMRML.bridge import read_segmentation_file
+    from CUTSSegmentationMRML.in_process import load_model_file, segment_volume
+    from CUTSSegmentationMRML.volume_files import read_volume_file
 
     # Everything that can be checked before the long computation is checked first.
     output = Path(args.output)
     if not output.name.lower().endswith(".seg.nrrd"):
         raise InputError(f"--output must end in .seg.nrrd, got '{output.name}'")
-    level = operations.parse_level(args.level)
+    level = parse_level(args.level)
     seed = _parse_seed(args.seed)
+    keep_seeds = [_parse_seed(text) for text in args.keep_seed]
+    if keep_seeds and seed is not None:
+        raise InputError("give either --seed (keep one structure) or --keep-seed (add structures), not both")
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {args.epochs}")
 
     start = time.perf_counter()
     scene = _scene()
-    volume_node = operations.read_volume_file(scene, args.input)
-    model = operations.load_model_file(args.model) if args.model else None
-    hierarchy = operations.segment_volume(
-        volume_node, model, device=args.device, epochs=args.epochs, seed=args.random_seed,
+    volume_node = read_volume_file(scene, args.input)
+    existing = None
+    if keep_seeds and output.exists():
+        ensure_segmentation_converters(scene)
+        existing = read_segmentation_file(scene, output)
+    model = load_model_file(args.model) if args.model else None
+    hierarchy = segment_volume(
+        volume_node,
+        model,
+        device=args.device,
+        epochs=args.epochs,
+        seed=args.random_seed,
         progress=ConsoleProgress(sys.stderr),
     )
-    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
-    if seed is not None:
-        label = operations.keep_structure_at_seed(hierarchy, level, seed, segmentation_node, volume_node)
+    if keep_seeds:
+        ensure_segmentation_converters(scene)
+        segmentation_node = (
+            existing
+            if existing is not None
+            else scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
+        )
+        kept_level = None if args.level is None else level
+        added = [
+            add_structure(hierarchy, keep_seed, segmentation_node, volume_node, level=kept_level)
+            for keep_seed in keep_seeds
+        ]
+        what = "added " + ", ".join(f"'{kept.name}'" for kept in added)
+    elif seed is not None:
+        segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
+        label = keep_structure_at_seed(hierarchy, level, seed, segmentation_node, volume_node)
         what = f"structure {label} at seed {args.seed}"
     else:
-        operations.push_level(hierarchy, level, segmentation_node, volume_node)
-        what = operations.level_description(hierarchy, level)
+        segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
+        push_level(hierarchy, level, segmentation_node, volume_node)
+        what = level_description(hierarchy, level)
     export_segmentation(segmentation_node, output)
     print(f"{what}; {time.perf_counter() - start:.1f} s -> {output}", file=sys.stderr)
     return EXIT_OK
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the batch segmentation; returns the exit code (never raises, except SystemExit for bad options)."""
     args = build_parser().parse_args(argv)
-    from CUTSSegmentationLib.core.errors import CancelledError, CUTSError, ModelFileError, ResourceError
-
+    try:
+        from CUTSSegmentationJobs.engine import (
+            CancelledError,
+            CUTSError,
+            ModelFileError,
+            ResourceError,
+        )
+    except Exception as exc:
+        return _unexpected(exc)
     try:
         return run(args)
     except (CancelledError, KeyboardInterrupt):
@@ -144,7 +222,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CUTSError as exc:
         print(f"batch.py: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    except Exception as exc:
+        return _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> int:
+    """A failure that is not the user's to fix: the traceback for a report, then one line and exit code 1."""
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    print(f"batch.py: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def exit_with_status(argv: Sequence[str] | None = None) -> None:
+    """main() and then always sys.exit, which is what ends Slicer when it runs this file as --python-script."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's --help and option errors
+        code = exc.code if isinstance(exc.code, int) else EXIT_INPUT
+    except BaseException as exc:
+        code = _unexpected(exc)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with_status()

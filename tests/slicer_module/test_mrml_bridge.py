@@ -8,21 +8,14 @@ the engine, so these tests check the bridge alone.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-import slicer  # noqa: E402  (PyPI slicer-core, a test requirement: missing it fails, never skips)
-import vtk  # noqa: E402  (slicer-core pins its own vtk)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "CUTSSegmentation"))
-
-from CUTSSegmentationLib.core.errors import InputError  # noqa: E402
-from CUTSSegmentationLib.condense.hierarchy import Hierarchy  # noqa: E402
-from CUTSSegmentationLib.core.imagedata import Geometry, ImageData  # noqa: E402
-from CUTSSegmentationMRML import (  # noqa: E402
+import slicer  # PyPI slicer-core, a test requirement: missing it fails, never skips
+import vtk  # slicer-core pins its own vtk
+from CUTSSegmentationJobs.engine import Geometry, Hierarchy, ImageData, InputError
+from CUTSSegmentationMRML import (
     LABEL_TAG,
     export_segmentation,
     find_hierarchy_nodes,
@@ -41,7 +34,11 @@ from CUTSSegmentationMRML import (  # noqa: E402
     write_scene_bundle,
 )
 
-SHAPE = (6, 10, 12)  # (Z, Y, X): all three different, so a swapped axis cannot go unnoticed
+SHAPE = (
+    6,
+    10,
+    12,
+)  # (Z, Y, X): all three different, so a swapped axis cannot go unnoticed
 
 
 def oblique_geometry() -> Geometry:
@@ -50,13 +47,22 @@ def oblique_geometry() -> Geometry:
     angle = 0.7
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     rotation = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
-    return Geometry(spacing=(0.8, 0.9, 2.5), origin=(12.5, -30.25, 47.0), direction=tuple(rotation.ravel()))
+    return Geometry(
+        spacing=(0.8, 0.9, 2.5),
+        origin=(12.5, -30.25, 47.0),
+        direction=tuple(rotation.ravel()),
+    )
 
 
 def make_image(shape=SHAPE, channels=1, dtype="int16", seed=0) -> ImageData:
     rng = np.random.default_rng(seed)
     array = rng.integers(0, 200, size=shape + (channels,)).astype(np.float32)
-    return ImageData(array=array, geometry=oblique_geometry(), is_2d=shape[0] == 1, source_dtype=dtype)
+    return ImageData(
+        array=array,
+        geometry=oblique_geometry(),
+        is_2d=shape[0] == 1,
+        source_dtype=dtype,
+    )
 
 
 def block_labels(shape=SHAPE, n=5, seed=1, offset=0) -> np.ndarray:
@@ -117,7 +123,11 @@ def ijk_to_ras(node) -> np.ndarray:
 def segment_summary(segmentation_node) -> list[tuple]:
     seg = segmentation_node.GetSegmentation()
     return [
-        (seg.GetNthSegmentID(i), seg.GetNthSegment(i).GetName(), tuple(seg.GetNthSegment(i).GetColor()))
+        (
+            seg.GetNthSegmentID(i),
+            seg.GetNthSegment(i).GetName(),
+            tuple(seg.GetNthSegment(i).GetColor()),
+        )
         for i in range(seg.GetNumberOfSegments())
     ]
 
@@ -303,6 +313,7 @@ def test_label_at_seed_on_a_2d_map():
 # --------------------------------------------------------------------------- export
 def test_exported_seg_nrrd_reads_back_with_slicerio(scene, tmp_path):
     import slicerio
+
     image = make_image()
     volume = image_to_volume_node(scene, image, "input")
     labels = block_labels(n=5)
@@ -410,7 +421,7 @@ def test_bridge_uses_no_qt_and_no_scene_global():
     """Same code in Slicer and under slicer-core: no Qt/CTK imports, no slicer.app, no slicer.mrmlScene global."""
     import ast
 
-    package = Path(__file__).resolve().parents[1] / "CUTSSegmentation" / "CUTSSegmentationMRML"
+    package = Path(__file__).resolve().parents[2] / "CUTSSegmentation" / "CUTSSegmentationMRML"
     for source in package.glob("*.py"):
         tree = ast.parse(source.read_text())
         for node in ast.walk(tree):
@@ -422,7 +433,23 @@ def test_bridge_uses_no_qt_and_no_scene_global():
                 names = []
             for name in names:
                 root = name.split(".")[0]
-                assert root in {"__future__", "collections", "colorsys", "json", "os", "tempfile", "pathlib",
-                                "typing", "numpy", "slicer", "vtk", "CUTSSegmentationLib"}, (source, name)
+                assert root in {
+                    "__future__",
+                    "collections",
+                    "colorsys",
+                    "dataclasses",
+                    "json",
+                    "os",
+                    "tempfile",
+                    "pathlib",
+                    "typing",
+                    "numpy",
+                    "slicer",
+                    "vtk",
+                    "CUTSSegmentationJobs",
+                }, (source, name)
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "slicer":
-                assert node.attr not in {"app", "mrmlScene", "modules", "qMRMLUtils"}, (source, node.attr)
+                assert node.attr not in {"app", "mrmlScene", "modules", "qMRMLUtils"}, (
+                    source,
+                    node.attr,
+                )

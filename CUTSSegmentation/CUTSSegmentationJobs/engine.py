@@ -1,0 +1,114 @@
+"""The engine names the Slicer module uses, imported in this one file.
+
+The module's packages (jobs, MRML bridge, panel) and the batch script take engine classes and functions
+from here, so a move inside the engine package changes this file only. Parts that import torch are
+reached through functions: importing torch into Slicer's process costs seconds and hundreds of MB,
+and the panel itself never needs it (its jobs run the engine in a child process).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType, SimpleNamespace
+from typing import Any, Callable
+
+from CUTSSegmentationLib.condense.binarize import binarize_at_seed
+from CUTSSegmentationLib.condense.hierarchy import HIERARCHY_FORMAT, Hierarchy
+from CUTSSegmentationLib.core.errors import (
+    CancelledError,
+    CUTSError,
+    InputError,
+    ModelFileError,
+    ResourceError,
+)
+from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
+from CUTSSegmentationLib.core.label_dtypes import smallest_uint
+from CUTSSegmentationLib.core.progress import (
+    PROGRESS_LINE_PREFIX,
+    CancelToken,
+    ConsoleProgress,
+    ProgressCallback,
+    no_progress,
+    parse_progress_line,
+)
+
+
+def _find_structure_at_seed() -> Callable[..., Any] | None:
+    """The engine's `structure_at_seed(levels, seed_xyz, *, level, whole_class, fill_holes)`.
+
+    An older engine without it gives None; callers then keep the whole label under the seed.
+    """
+    try:
+        from CUTSSegmentationLib.condense.structures import structure_at_seed as function
+    except ImportError:
+        return None
+    return function
+
+
+#: The connected structure under a seed, chosen over the levels (None with an engine that lacks it).
+structure_at_seed = _find_structure_at_seed()
+
+#: The package run as `python -m <ENGINE_PACKAGE>` by background jobs.
+ENGINE_PACKAGE = "CUTSSegmentationLib"
+
+__all__ = [
+    "ENGINE_PACKAGE",
+    "HIERARCHY_FORMAT",
+    "PROGRESS_LINE_PREFIX",
+    "CUTSError",
+    "CancelToken",
+    "CancelledError",
+    "ConsoleProgress",
+    "Geometry",
+    "Hierarchy",
+    "ImageData",
+    "InputError",
+    "ModelFileError",
+    "ProgressCallback",
+    "ResourceError",
+    "binarize_at_seed",
+    "engine_package",
+    "image_reader",
+    "model_files",
+    "no_progress",
+    "parse_progress_line",
+    "pipeline",
+    "smallest_uint",
+    "structure_at_seed",
+    "synthetic_image_2d",
+]
+
+
+def engine_package() -> ModuleType:
+    """The engine package itself (its folder is where background jobs run)."""
+    import CUTSSegmentationLib
+
+    return CUTSSegmentationLib
+
+
+def pipeline() -> ModuleType:
+    """`train` and `segment` on images (imports torch)."""
+    from CUTSSegmentationLib import pipeline as module
+
+    return module
+
+
+def model_files() -> ModuleType:
+    """`load_model` and `save_model` for .safetensors encoders (imports torch)."""
+    from CUTSSegmentationLib.learn import modelfile as module
+
+    return module
+
+
+def image_reader() -> SimpleNamespace:
+    """`read_image` and `validate_image` for files Slicer's core cannot read (imports SimpleITK)."""
+    from CUTSSegmentationLib.io.reading import read_image
+    from CUTSSegmentationLib.io.validation import validate_image
+
+    return SimpleNamespace(read_image=read_image, validate_image=validate_image)
+
+
+def synthetic_image_2d(size: int = 64, seed: int = 0):
+    """A small phantom image and its true labels, for self-tests."""
+    from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d as make
+
+    return make(size=size, seed=seed)

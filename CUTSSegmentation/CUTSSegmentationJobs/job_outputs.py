@@ -1,0 +1,54 @@
+"""Taking a finished job's outputs: the trained encoder (weights + card) and the computed hierarchy.
+
+Plain files only (no MRML, no torch), so the panel can keep or save an encoder without importing torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .engine import Hierarchy, InputError
+
+
+def card_path(model_path: str | Path) -> Path:
+    """The JSON card beside a model file (same stem), as the engine's model files name it."""
+    return Path(model_path).with_suffix(".json")
+
+
+def copy_model_file(source: str | Path, destination: str | Path) -> Path:
+    """Copy a model (weights + its card, if present) to `destination`, atomically per file.
+
+    Used by "Save encoder..." and to move a freshly trained model out of the job's temporary folder.
+    """
+    source, destination = Path(source), Path(destination)
+    if destination.suffix != ".safetensors":
+        destination = destination.with_suffix(".safetensors")
+    if not source.is_file():
+        raise InputError(f"encoder file not found: {source}")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    pairs = [(source, destination)]
+    if card_path(source).is_file():
+        pairs.append((card_path(source), card_path(destination)))
+    for src, dst in pairs:
+        if src.resolve() == dst.resolve():
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}-", dir=str(dst.parent))
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return destination
+
+
+def load_job_hierarchy(out_dir: str | Path) -> Hierarchy:
+    """The hierarchy a `cuts segment` job wrote (DIR/hierarchy.npz)."""
+    path = Path(out_dir) / "hierarchy.npz"
+    if not path.is_file():
+        raise InputError(f"the segmentation job wrote no hierarchy ({path} is missing)")
+    return Hierarchy.load(path)

@@ -1,0 +1,84 @@
+"""The engine run in this process on volume nodes (blocks the caller: console and batch use).
+
+The module panel never calls these: it runs the engine in a background process (CUTSSegmentationJobs).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from CUTSSegmentationJobs.engine import (
+    CancelToken,
+    Hierarchy,
+    ProgressCallback,
+    model_files,
+    no_progress,
+    pipeline,
+)
+
+from .bridge import volume_node_to_image
+
+
+# --------------------------------------------------------------------------------------- in-process engine
+def segment_volume(
+    volume_node: Any,
+    model: Any = None,
+    *,
+    device: str = "auto",
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+) -> Hierarchy:
+    """Segment a volume node in this process (blocks the caller: console and batch use).
+
+    `model` is a TrainedModel, a path to a .safetensors model, or None (train on this volume first).
+    """
+    image = volume_node_to_image(volume_node)
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model_file(model)
+    return pipeline().segment(
+        image,
+        model,
+        device=device,
+        train_epochs=epochs or None,
+        seed=seed,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def train_on_volumes(
+    volume_nodes: Sequence[Any],
+    *,
+    epochs: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+) -> Any:
+    """Train an encoder on one or more volume nodes in this process; returns the engine's TrainedModel."""
+    if volume_nodes is None or (hasattr(volume_nodes, "IsA") and volume_nodes.IsA("vtkMRMLVolumeNode")):
+        volume_nodes = [volume_nodes]
+    images = [volume_node_to_image(node) for node in volume_nodes]
+    return pipeline().train(
+        images,
+        epochs=epochs or None,
+        device=device,
+        seed=seed,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def load_model_file(path: str | Path) -> Any:
+    """Read a .safetensors encoder written by `cuts train` / Save encoder (ModelFileError if it is not one)."""
+    return model_files().load_model(path, device="cpu")
+
+
+def save_model_file(model: Any, path: str | Path) -> Path:
+    """Write a TrainedModel as MODEL.safetensors + MODEL.json card."""
+    return Path(model_files().save_model(model, path))

@@ -1,0 +1,367 @@
+"""The module logic without Slicer's application: console API, background jobs, the hierarchy cache.
+
+`CUTSSegmentationLogic` in the module file adds Slicer's ScriptedLoadableModuleLogic (parameter node) on
+top of this class; everything else runs on slicer-core's MRML and is tested there. Two ways to run the
+engine:
+- console/batch calls (train, segment) run in this process and block, like any Python call;
+- the panel uses startTrainingJob/startSegmentationJob, which run it in a background PythonSlicer process
+  (CUTSSegmentationJobs.EngineJob) that the caller polls or cancels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import slicer
+from CUTSSegmentationJobs import (
+    EngineJob,
+    copy_model_file,
+    find_python_executable,
+    load_job_hierarchy,
+    segment_args,
+    train_args,
+)
+from CUTSSegmentationMRML import (
+    PERSISTENT,
+    SegmentationUndo,
+    add_structure,
+    default_level,
+    find_hierarchy_nodes,
+    in_process,
+    keep_structure_at_seed,
+    levels_to_sequence,
+    load_hierarchy_from_scene,
+    merge_tree_table,
+    place_with_volume,
+    preview_segmentation,
+    push_level,
+    reference_volume_of,
+    remove_hierarchy_from_scene,
+    seed_voxel,
+    show_in_3d,
+    store_hierarchy_in_scene,
+)
+from CUTSSegmentationMRML.volume_files import write_volume_file
+
+from .dependencies import DependencyInstaller
+
+logger = logging.getLogger(__name__)
+
+
+def default_models_directory() -> str:
+    """Where trained encoders are kept: Slicer's cache folder, or the system's temporary folder without Slicer."""
+    app = getattr(slicer, "app", None)
+    base = getattr(app, "cachePath", None) or tempfile.gettempdir()
+    return os.path.join(base, "CUTSSegmentation", "encoders")
+
+
+def log_progress(stage: str, fraction: float, message: str) -> None:
+    """Progress of blocking console calls, into Slicer's log."""
+    logger.info(f"CUTS {stage} {100 * fraction:.0f}% {message}")
+
+
+class SegmentationLogic:
+    """Train, segment, show levels and keep structures on MRML nodes; no GUI, usable in batch mode."""
+
+    def __init__(self, dependencies: DependencyInstaller | None = None) -> None:
+        self.dependencies = dependencies
+        self._hierarchies: dict = {}  # hierarchy node ID -> Hierarchy (read once, reused by every slider move)
+        self._volumes: dict = {}  # id(Hierarchy) -> the volume node it was computed for (console calls)
+        self.modelsDirectory: str | None = None  # where trained encoders are kept; None: default_models_directory()
+        self.undoHistory = SegmentationUndo()  # checkpoints of the segmentations structures were added to
+
+    # ------------------------------------------------------------------------------------------ dependencies
+    def missingDependencies(self) -> list:
+        """Requirements of the engine that are not installed (torch included); checks without importing."""
+        return self.dependencies.missing() if self.dependencies is not None else []
+
+    def installDependencies(self, askConfirmation: bool = True) -> bool:
+        """Install what is missing after asking; True when everything is available, False when declined."""
+        return self.dependencies.ensure(ask=askConfirmation) if self.dependencies is not None else True
+
+    # ------------------------------------------------------------------------------------------ console API
+    def train(
+        self,
+        volumes,
+        epochs: int | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        progress=None,
+    ):
+        """Train an encoder on one volume node or a list of them, in this process (blocks). Returns the model."""
+        return in_process.train_on_volumes(
+            volumes,
+            epochs=epochs,
+            device=device,
+            seed=seed,
+            progress=progress or log_progress,
+        )
+
+    def segment(
+        self,
+        volumeNode,
+        model=None,
+        device: str = "auto",
+        epochs: int | None = None,
+        seed: int = 0,
+        progress=None,
+        segmentationNode=None,
+        level=None,
+    ):
+        """Segment a volume node in this process (blocks) and return the Hierarchy.
+
+        model: a trained model, a .safetensors path, or None (train on volumeNode first, `epochs` epochs).
+        The hierarchy is also stored in the scene (saved with it). With segmentationNode, `level` (default:
+        the middle level) is pushed into it.
+        """
+        hierarchy = in_process.segment_volume(
+            volumeNode,
+            model,
+            device=device,
+            epochs=epochs,
+            seed=seed,
+            progress=progress or log_progress,
+        )
+        self.addHierarchyToScene(hierarchy, volumeNode)
+        if segmentationNode is not None:
+            self.pushLevel(
+                hierarchy,
+                default_level(hierarchy) if level is None else level,
+                segmentationNode,
+            )
+        return hierarchy
+
+    def pushLevel(self, hierarchy, level, segmentationNode=None, referenceVolumeNode=None):
+        """Replace the segments of segmentationNode (created if None) with a level (index, or "persistent")."""
+        volumeNode = self._referenceVolume(hierarchy, segmentationNode, referenceVolumeNode)
+        if segmentationNode is None:
+            segmentationNode = self.createSegmentationNode(volumeNode)
+        push_level(hierarchy, level, segmentationNode, volumeNode)
+        return segmentationNode
+
+    def binarizeAtSeed(
+        self,
+        hierarchy,
+        seed,
+        level=None,
+        segmentationNode=None,
+        referenceVolumeNode=None,
+    ):
+        """Keep the one structure under `seed` (markups node or voxel (x, y, z)) of `level` (None: persistent map,
+        or the coarsest level when there is none) in segmentationNode (created if None); returns the node."""
+        volumeNode = self._referenceVolume(hierarchy, segmentationNode, referenceVolumeNode)
+        if level is None:
+            level = PERSISTENT if hierarchy.persistent is not None else -1
+        seedXYZ = seed_voxel(seed, volumeNode)
+        if segmentationNode is None:
+            segmentationNode = self.createSegmentationNode(volumeNode)
+        keep_structure_at_seed(hierarchy, level, seedXYZ, segmentationNode, volumeNode)
+        return segmentationNode
+
+    def addStructure(
+        self,
+        hierarchy,
+        seed,
+        segmentationNode=None,
+        level=None,
+        referenceVolumeNode=None,
+        name: str | None = None,
+        color=None,
+    ):
+        """Append the structure under `seed` (markups node or voxel (x, y, z)) to segmentationNode as a new segment.
+
+        The segments already in segmentationNode are never changed; an undo checkpoint is saved first
+        (`undo(segmentationNode)` goes back). level: None lets the engine choose the level of the
+        structure; an index or "persistent" takes it from that map. name/color default to
+        "Structure <label> (level <k>)" and the label's palette colour. The segment's tags record level,
+        label, persistence and voxel count. segmentationNode None: a new segmentation next to the volume.
+        Returns the KeptStructure (segmentation node, segment id, name, level, label, persistence, voxels).
+        """
+        volumeNode = self._referenceVolume(hierarchy, segmentationNode, referenceVolumeNode)
+        seedXYZ = seed_voxel(seed, volumeNode)
+        if segmentationNode is None:
+            segmentationNode = self.createSegmentationNode(volumeNode)
+        kept = add_structure(
+            hierarchy,
+            seedXYZ,
+            segmentationNode,
+            volumeNode,
+            level=level,
+            name=name,
+            color=color,
+            undo=self.undoHistory,
+        )
+        if segmentationNode.GetNodeReference("referenceImageGeometryRef") is None:
+            place_with_volume(segmentationNode, volumeNode)
+        return kept
+
+    def canUndo(self, segmentationNode) -> bool:
+        """Whether an addition to this segmentation can be undone."""
+        return self.undoHistory.can_undo(segmentationNode)
+
+    def undo(self, segmentationNode) -> bool:
+        """Restore the segmentation as it was before the last addition; False when there is nothing to undo."""
+        return self.undoHistory.undo(segmentationNode)
+
+    def previewSegmentation(self, volumeNode, current=None):
+        """The module-owned segmentation that shows levels for this volume (created when missing)."""
+        return preview_segmentation(volumeNode, current)
+
+    def showIn3D(self, segmentationNode, visible: bool = True) -> bool:
+        """Show the segmentation's segments as surfaces in the 3D view (or hide them)."""
+        return show_in_3d(segmentationNode, visible)
+
+    def exportHierarchy(self, hierarchy, referenceVolumeNode=None):
+        """The levels as a sequence of segmentations (with a browser) and the merge tree as a table node.
+
+        Returns (sequenceNode, sequenceBrowserNode, tableNode); all are saved with the scene and open in
+        Slicer without this module.
+        """
+        volumeNode = self._referenceVolume(hierarchy, None, referenceVolumeNode)
+        sequenceNode, browserNode = levels_to_sequence(hierarchy, volumeNode)
+        tableNode = merge_tree_table(hierarchy, volumeNode.GetScene())
+        return sequenceNode, browserNode, tableNode
+
+    def saveModel(self, model, path: str) -> str:
+        """Write a trained model as .safetensors (+ .json card)."""
+        return str(in_process.save_model_file(model, path))
+
+    def loadModel(self, path: str):
+        """Read a .safetensors encoder."""
+        return in_process.load_model_file(path)
+
+    # ------------------------------------------------------------------------------------------ scene
+    def createSegmentationNode(self, volumeNode):
+        """A new, empty segmentation on the volume's grid, next to the volume in the subject hierarchy."""
+        scene = volumeNode.GetScene() if volumeNode is not None else slicer.mrmlScene
+        segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
+        segmentationNode.CreateDefaultDisplayNodes()
+        if volumeNode is not None:
+            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+            place_with_volume(segmentationNode, volumeNode)
+        return segmentationNode
+
+    def addHierarchyToScene(self, hierarchy, volumeNode):
+        """Store the hierarchy in the scene (replacing the one kept for this volume before) and cache it."""
+        scene = volumeNode.GetScene()
+        for oldNode in find_hierarchy_nodes(scene, volumeNode):
+            self._hierarchies.pop(oldNode.GetID(), None)
+            remove_hierarchy_from_scene(oldNode)
+        hierarchyNode = store_hierarchy_in_scene(scene, hierarchy, volumeNode)
+        self._hierarchies[hierarchyNode.GetID()] = hierarchy
+        self._volumes[id(hierarchy)] = volumeNode
+        return hierarchyNode
+
+    def hierarchyForNode(self, hierarchyNode):
+        """The Hierarchy of a hierarchy node, read from the scene once and then cached (slider moves are instant)."""
+        nodeID = hierarchyNode.GetID()
+        if nodeID not in self._hierarchies:
+            hierarchy = load_hierarchy_from_scene(hierarchyNode)
+            self._hierarchies[nodeID] = hierarchy
+            volumeNode = hierarchyNode.GetNodeReference("cutsReferenceVolume")
+            if volumeNode is not None:
+                self._volumes[id(hierarchy)] = volumeNode
+        return self._hierarchies[nodeID]
+
+    def clearCache(self) -> None:
+        """Forget the hierarchies read so far (the scene is closing)."""
+        self._hierarchies.clear()
+        self._volumes.clear()
+        self.undoHistory.forget()
+
+    def _referenceVolume(self, hierarchy, segmentationNode, referenceVolumeNode):
+        if referenceVolumeNode is not None:
+            return referenceVolumeNode
+        volumeNode = reference_volume_of(segmentationNode)
+        if volumeNode is None:
+            remembered = self._volumes.get(id(hierarchy))
+            volumeNode = remembered if remembered is not None and remembered.GetScene() is not None else None
+        if volumeNode is None:
+            raise ValueError("Give referenceVolumeNode: the volume this hierarchy was computed for.")
+        return volumeNode
+
+    # ------------------------------------------------------------------------------------------ background jobs
+    def _newJob(self, name: str, onProgress, onOutput) -> EngineJob:
+        try:
+            environment = slicer.util.startupEnvironment()  # the environment Slicer was started with
+        except Exception:
+            environment = None
+        return EngineJob(
+            python=find_python_executable(),
+            env=environment,
+            on_progress=onProgress,
+            on_output=onOutput,
+            name=name,
+        )
+
+    def startTrainingJob(
+        self,
+        volumeNodes: Sequence[Any],
+        epochs: int | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        onProgress=None,
+        onOutput=None,
+    ) -> EngineJob:
+        """Write the volumes to the job's temporary folder and start `cuts train` in the background."""
+        job = self._newJob("CUTS training", onProgress, onOutput)
+        try:
+            inputs = [write_volume_file(node, job.path(f"input{i}.nrrd")) for i, node in enumerate(volumeNodes)]
+            job.start(
+                train_args(
+                    inputs,
+                    job.path("model.safetensors"),
+                    epochs=epochs,
+                    device=device,
+                    seed=seed,
+                )
+            )
+        except BaseException:
+            job.cleanup()
+            raise
+        return job
+
+    def finishTrainingJob(self, job: EngineJob) -> str:
+        """Keep the trained encoder (moved out of the job folder into the models folder); returns its path."""
+        folder = self.modelsDirectory or default_models_directory()
+        target = os.path.join(folder, time.strftime("cuts-encoder-%Y%m%d-%H%M%S.safetensors"))
+        return str(copy_model_file(job.path("model.safetensors"), target))
+
+    def startSegmentationJob(
+        self,
+        volumeNode,
+        modelPath: str | None = None,
+        epochs: int | None = None,
+        device: str = "auto",
+        seed: int = 0,
+        onProgress=None,
+        onOutput=None,
+    ) -> EngineJob:
+        """Write the volume to the job's temporary folder and start `cuts segment` in the background."""
+        job = self._newJob("CUTS segmentation", onProgress, onOutput)
+        try:
+            inputPath = write_volume_file(volumeNode, job.path("input.nrrd"))
+            job.start(
+                segment_args(
+                    inputPath,
+                    job.path("result"),
+                    model=modelPath,
+                    epochs=epochs,
+                    device=device,
+                    seed=seed,
+                )
+            )
+        except BaseException:
+            job.cleanup()
+            raise
+        return job
+
+    def finishSegmentationJob(self, job: EngineJob, volumeNode):
+        """Read the job's hierarchy and store it in the scene; returns the hierarchy node."""
+        hierarchy = load_job_hierarchy(job.path("result"))
+        return self.addHierarchyToScene(hierarchy, volumeNode)
