@@ -11,8 +11,9 @@ a segmentation node by the module's MRML bridge, and the segmentation storage no
 is the same path the module panel takes, so a batch result matches what the panel shows.
 
 Exit code 0 on success; on a problem the user can fix (missing or unreadable input, bad option, bad
-model file, not enough memory) one line on stderr and a nonzero code (2 input, 3 model, 4 memory,
-130 cancelled), like the `cuts` command line.
+model file, not enough memory, an output that cannot be written) one line on stderr and a nonzero code
+(2 input, 3 model, 4 memory, 130 interrupted, 143 terminated: `CUTSSegmentationLib.core.exit_codes`, shared
+with the `cuts` command line).
 """
 
 from __future__ import annotations
@@ -37,11 +38,7 @@ def _add_packages_to_path() -> None:
 
 _add_packages_to_path()
 
-EXIT_OK = 0
-EXIT_INPUT = 2
-EXIT_MODEL = 3
-EXIT_MEMORY = 4
-EXIT_CANCELLED = 130
+from CUTSSegmentationLib.core.exit_codes import EXIT_INPUT, EXIT_OK, run_command  # noqa: E402
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -93,15 +90,19 @@ def _scene():
 
 def run(args: argparse.Namespace) -> int:
     from CUTSSegmentationJobs import operations
+    from CUTSSegmentationLib.condense.binarize import seed_to_index
+    from CUTSSegmentationLib.condense.condensation import CondensationConfig
     from CUTSSegmentationLib.core.errors import InputError
     from CUTSSegmentationLib.core.progress import ConsoleProgress
+    from CUTSSegmentationLib.io.staging import check_output_file
     from CUTSSegmentationMRML import export_segmentation
 
     # Everything that can be checked before the long computation is checked first.
-    output = Path(args.output)
-    if not output.name.lower().endswith(".seg.nrrd"):
-        raise InputError(f"--output must end in .seg.nrrd, got '{output.name}'")
+    output = check_output_file(args.output, (".seg.nrrd",), option="--output")
     level = operations.parse_level(args.level)
+    max_levels = CondensationConfig().max_levels
+    if level != "persistent" and not -max_levels <= level < max_levels:
+        raise InputError(f"--level {level} is out of range: a hierarchy keeps at most {max_levels} levels")
     seed = _parse_seed(args.seed)
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs must be at least 1, got {args.epochs}")
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     scene = _scene()
     volume_node = operations.read_volume_file(scene, args.input)
+    if seed is not None:
+        seed_to_index(seed, tuple(reversed(volume_node.GetImageData().GetDimensions())))
     model = operations.load_model_file(args.model) if args.model else None
     hierarchy = operations.segment_volume(
         volume_node, model, device=args.device, epochs=args.epochs, seed=args.random_seed,
@@ -128,22 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from CUTSSegmentationLib.core.errors import CancelledError, CUTSError, ModelFileError, ResourceError
-
-    try:
-        return run(args)
-    except (CancelledError, KeyboardInterrupt):
-        print("batch.py: cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
-    except ModelFileError as exc:
-        print(f"batch.py: error: {exc}", file=sys.stderr)
-        return EXIT_MODEL
-    except (ResourceError, MemoryError) as exc:
-        print(f"batch.py: error: {exc or 'out of memory'}", file=sys.stderr)
-        return EXIT_MEMORY
-    except CUTSError as exc:
-        print(f"batch.py: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+    return run_command("batch.py", lambda: run(args))
 
 
 if __name__ == "__main__":
