@@ -193,6 +193,11 @@ class Hierarchy:
                     direction=_three_floats(data["direction"], 9),
                 )
                 check_geometry(geometry, str(path))
+                integer_keys = [k for k in _INTEGER_ARRAYS if k in data] + (
+                    ["persistent"] if "persistent" in data else []
+                )
+                if any(data[key].dtype.kind not in "iu" for key in integer_keys):
+                    raise InputError(f"{path}: corrupt hierarchy file (label maps and counts must hold integers)")
                 hierarchy = Hierarchy(
                     levels=data["levels"],
                     n_clusters=data["n_clusters"],
@@ -210,6 +215,10 @@ class Hierarchy:
             raise InputError(f"cannot read hierarchy file {path}: {_first_line(exc)}") from None
         _check_consistent(hierarchy, path)
         return hierarchy
+
+
+#: Arrays of a hierarchy file that hold integers (labels, counts, indices).
+_INTEGER_ARRAYS = ("levels", "n_clusters", "level_steps", "atom_map", "merge_tree")
 
 
 def _first_line(error: BaseException) -> str:
@@ -260,10 +269,10 @@ def _check_consistent(hierarchy: Hierarchy, path: Path) -> None:
         raise InputError(f"{path}: corrupt hierarchy file (marked 3D but its maps are {levels.shape[1:]})")
     if hierarchy.n_levels < 1 or min(levels.shape[1:]) < 1:
         raise InputError(f"{path}: corrupt hierarchy file (no label maps)")
-    maps = [levels, atoms] + ([hierarchy.persistent] if hierarchy.persistent is not None else [])
-    if any(m.dtype.kind not in "iu" for m in maps + [tree]):
-        raise InputError(f"{path}: corrupt hierarchy file (label maps must hold integers)")
     if hierarchy.persistent is not None and hierarchy.persistent.shape != hierarchy.shape:
         raise InputError(f"{path}: corrupt hierarchy file (the persistent map's shape differs from the levels')")
     if tree.ndim != 2 or (atoms.size and (int(atoms.min()) < 0 or int(atoms.max()) >= tree.shape[1])):
         raise InputError(f"{path}: corrupt hierarchy file (the atom map does not index the merge tree)")
+    steps = hierarchy.level_steps
+    if steps.size and (int(steps.min()) < 0 or int(steps.max()) >= tree.shape[0]):
+        raise InputError(f"{path}: corrupt hierarchy file (a level's step is not in the merge tree)")
