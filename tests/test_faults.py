@@ -149,6 +149,14 @@ def test_near_constant_image_is_segmented(tmp_path: Path) -> None:
     assert Hierarchy.load(tmp_path / "out" / "hierarchy.npz").n_levels >= 1
 
 
+def test_image_whose_range_overflows_float32_is_refused(tmp_path: Path) -> None:
+    array = np.full((24, 24), -3e38, np.float32)
+    array[:12] = 3e38
+    np.save(tmp_path / "huge.npy", array)
+    with pytest.raises(InputError, match="too wide"):
+        read_image(tmp_path / "huge.npy")
+
+
 # 3. ----------------------------------------------------------------------- SIGTERM is handled like SIGINT
 def test_sigterm_ends_the_job_with_143_and_one_line(capsys) -> None:
     def job() -> int:

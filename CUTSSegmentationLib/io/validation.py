@@ -50,6 +50,10 @@ def _check_not_constant(array: np.ndarray, name: str) -> None:
     low, high = float(array.min()), float(array.max())
     if low == high:
         raise InputError(f"{name}: image is constant (every pixel is {low:g}): nothing to segment")
+    if high - low > float(np.finfo(np.float32).max):
+        raise InputError(
+            f"{name}: values span {low:g} to {high:g}, too wide for 32-bit arithmetic; rescale the image first"
+        )
 
 
 def check_geometry(geometry: Geometry, name: str) -> None:
