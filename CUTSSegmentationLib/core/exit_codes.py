@@ -55,9 +55,9 @@ def exit_code_for(error: BaseException) -> Optional[int]:
 def error_line(program: str, error: BaseException) -> str:
     """The one line printed for `error`: ``cuts: error: ...``, ``cuts: cancelled``, ``cuts: terminated``."""
     if isinstance(error, TerminatedError):
-        return f"{program}: terminated (SIGTERM); nothing was written"
+        return f"{program}: terminated (SIGTERM)"
     if isinstance(error, KeyboardInterrupt):
-        return f"{program}: interrupted; nothing was written"
+        return f"{program}: interrupted"
     if isinstance(error, CancelledError):
         return f"{program}: cancelled: {error}"
     text = " ".join(str(error).split()) or ("out of memory" if isinstance(error, MemoryError) else type(error).__name__)
