@@ -1,13 +1,15 @@
 """The `cuts` command line (demo, train, segment, binarize), on top of every stage; nothing imports it.
 
 Also run as `python -m CUTSSegmentationLib`, as the Slicer module's background process does (``--progress
-lines``). A user-fixable problem ends with one line on stderr and an exit code (2 input, 3 model file,
-4 memory, 130 cancelled); outputs are staged and moved into place only on success. See docs/architecture.md.
+lines``). A user-fixable problem ends with one line on stderr and an exit code (`core.exit_codes`: 2 input,
+3 model file, 4 memory, 130 interrupted, 143 terminated); every output location is checked before any work, and
+outputs are staged and swapped into place only on success. See docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -18,28 +20,30 @@ import numpy as np
 from . import __version__
 from .condense.hierarchy import AUTO, PERSISTENT, Hierarchy, parse_level
 from .condense.structures import structure_at_seed
-from .core.errors import CancelledError, CUTSError, InputError, ModelFileError, ResourceError
+from .core.errors import InputError
+from .core.exit_codes import EXIT_OK, run_command
 from .core.imagedata import ImageData
 from .core.progress import ConsoleProgress, LineProgress, ProgressCallback, no_progress
 from .demo import run_demo
+from .io.formats import LABEL_EXTENSIONS, file_extension
 from .io.inputs import collect_inputs
-from .io.outputs import write_segmentation_outputs
+from .io.outputs import SEGMENTATION_OUTPUTS, write_segmentation_outputs
 from .io.reading import read_image
+from .io.staging import check_output_file, check_output_folder, staged_outputs
 from .io.validation import validate_image
-from .io.writing import staged_directory, write_label_image
+from .io.writing import write_label_image
 from .learn.cluster_head import cluster_head_map
-from .learn.modelfile import TrainedModel, load_model, save_model
+from .learn.modelfile import TrainedModel, card_path, load_model, save_model
 from .learn.objective_registry import OBJECTIVES
 from .methods.atlas import NEEDS_ATLAS
 from .methods.labels import single_level_hierarchy
 from .methods.registry import METHODS, MethodOptions, segment_per_image
 from .pipeline import segment, train
 
-EXIT_OK = 0
-EXIT_INPUT = 2
-EXIT_MODEL = 3
-EXIT_MEMORY = 4
-EXIT_CANCELLED = 130
+#: The optional file `cuts segment` adds for a model with a cluster head.
+CLUSTERS_OUTPUT = "clusters.nrrd"
+#: Random seeds torch and numpy both accept.
+MAX_RANDOM_SEED = 2**63 - 1
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -60,7 +64,22 @@ def _parse_floats(text: str, name: str, counts: Sequence[int]) -> tuple[float, .
         raise InputError(f"{name} must be comma-separated numbers, got '{text}'") from None
     if len(values) not in counts:
         raise InputError(f"{name} needs {' or '.join(map(str, counts))} numbers, got '{text}'")
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{name} must be finite numbers, got '{text}'")
     return values
+
+
+def _check_common_arguments(args: argparse.Namespace) -> None:
+    """Refuse numeric options that cannot work (no epochs, a seed torch rejects, a one-cluster head)."""
+    epochs = getattr(args, "epochs", None)
+    if epochs is not None and epochs < 1:
+        raise InputError(f"--epochs must be at least 1, got {epochs}")
+    seed = getattr(args, "seed", 0)
+    if isinstance(seed, int) and not 0 <= seed <= MAX_RANDOM_SEED:
+        raise InputError(f"--seed must be between 0 and {MAX_RANDOM_SEED}, got {seed:.6g}")
+    clusters = getattr(args, "clusters", None)
+    if clusters is not None and clusters < 2:
+        raise InputError(f"--clusters must be at least 2, got {clusters}")
 
 
 def _load_model(path: Optional[str], device: str) -> Optional[TrainedModel]:
@@ -73,11 +92,11 @@ def _load_model(path: Optional[str], device: str) -> Optional[TrainedModel]:
 # ------------------------------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
     """``cuts train INPUTS --out MODEL``: train one encoder on every input and save it with its card."""
+    _check_common_arguments(args)
+    out = check_output_file(args.out, (".safetensors",))
+    check_output_file(card_path(out), (".json",), option="--out's card")
     paths = collect_inputs(args.inputs)
     images = [read_image(p) for p in paths]
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise InputError(f"--out must end in .safetensors, got '{out}'")
     start = time.perf_counter()
     model = train(
         images,
@@ -132,12 +151,15 @@ def _segment_per_image(args: argparse.Namespace, image: ImageData) -> Hierarchy:
 def cmd_segment(args: argparse.Namespace) -> int:
     """``cuts segment INPUT --out DIR``: a hierarchy (CUTS) or a one-level one (per-image methods) and its files."""
     _check_method_arguments(args)
+    _check_common_arguments(args)
+    check_output_folder(args.out, SEGMENTATION_OUTPUTS + (CLUSTERS_OUTPUT,))
+    progress = _progress(args.progress)
     image = read_image(args.input)
     start = time.perf_counter()
     if args.method != "cuts":
         hierarchy = _segment_per_image(args, image)
-        with staged_directory(Path(args.out)) as stage:
-            write_segmentation_outputs(hierarchy, image, stage)
+        with staged_outputs(args.out) as stage:
+            write_segmentation_outputs(hierarchy, image, stage, progress)
         print(
             f"--method {args.method}: {int(hierarchy.n_clusters[0])} labels in {time.perf_counter() - start:.1f} s "
             f"-> {args.out}",
@@ -157,7 +179,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             device=args.device,
             seed=args.seed,
-            progress=_progress(args.progress),
+            progress=progress,
             **_objective_overrides(args),
         )
     hierarchy = segment(
@@ -166,13 +188,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
         device=args.device,
         train_epochs=args.epochs,
         seed=args.seed,
-        progress=_progress(args.progress),
+        progress=progress,
     )
-    with staged_directory(Path(args.out)) as stage:
-        write_segmentation_outputs(hierarchy, image, stage)
+    with staged_outputs(args.out) as stage:
+        write_segmentation_outputs(hierarchy, image, stage, progress)
         if model is not None and getattr(model, "cluster_head", None) is not None:
             clusters = cluster_head_map(model, image, device=args.device)
-            write_label_image(clusters, hierarchy.geometry, stage / "clusters.nrrd", hierarchy.is_2d)
+            write_label_image(clusters, hierarchy.geometry, stage / CLUSTERS_OUTPUT, hierarchy.is_2d)
     counts = ", ".join(str(int(c)) for c in hierarchy.n_clusters)
     print(
         f"{hierarchy.n_levels} levels ({counts} clusters) in {time.perf_counter() - start:.1f} s -> {args.out}",
@@ -183,16 +205,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_binarize(args: argparse.Namespace) -> int:
     """``cuts binarize hierarchy.npz --seed X,Y[,Z] --out MASK``: the structure under a seed, as a mask file."""
-    hierarchy = Hierarchy.load(args.hierarchy)
     if (args.seed is None) == (args.seed_ras is None):
         raise InputError("give exactly one of --seed X,Y[,Z] (voxel indices) or --seed-ras R,A,S (millimetres)")
+    check_output_file(args.out, LABEL_EXTENSIONS)
+    level = parse_level(args.level, name="--level")
+    hierarchy = Hierarchy.load(args.hierarchy)
+    if file_extension(args.out) == ".png" and not hierarchy.is_2d:
+        raise InputError(f"--out {args.out}: a 3D mask cannot be a PNG; use .nrrd, .nii.gz, .nii or .mha")
     if args.seed is not None:
         seed = _parse_floats(args.seed, "--seed", (2, 3))
     else:
         seed = tuple(hierarchy.geometry.ras_to_index(_parse_floats(args.seed_ras, "--seed-ras", (3,))))
         if hierarchy.is_2d:
             seed = seed[:2] + (round(seed[2]),)
-    level = parse_level(args.level, name="--level")
     if level == AUTO:
         structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class)
         where = (
@@ -212,6 +237,8 @@ def cmd_binarize(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``cuts demo``: train, segment and score on bundled data (a retina photograph, a 3D phantom)."""
+    _check_common_arguments(args)
+    check_output_folder(args.out, ("summary.json",))
     run_demo(Path(args.out), device=args.device, epochs=args.epochs, progress=_progress(args.progress))
     return EXIT_OK
 
@@ -333,7 +360,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 bad input, 3 bad model file, 4 not enough memory, 130 cancelled or interrupted.
+        0 on success, 2 bad input, 3 bad model file, 4 not enough memory, 130 cancelled or interrupted
+        (SIGINT), 143 terminated (SIGTERM); see `core.exit_codes`.
 
     Examples
     --------
@@ -342,23 +370,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(_glue_point_arguments(argv))
-    try:
-        return int(args.func(args))
-    except CancelledError as exc:
-        print(f"cuts: cancelled: {exc}", file=sys.stderr)
-        return EXIT_CANCELLED
-    except KeyboardInterrupt:
-        print("cuts: interrupted", file=sys.stderr)
-        return EXIT_CANCELLED
-    except ModelFileError as exc:
-        print(f"cuts: error: {exc}", file=sys.stderr)
-        return EXIT_MODEL
-    except ResourceError as exc:
-        print(f"cuts: error: {exc}", file=sys.stderr)
-        return EXIT_MEMORY
-    except (CUTSError, MemoryError) as exc:
-        print(f"cuts: error: {exc if str(exc) else 'out of memory'}", file=sys.stderr)
-        return EXIT_MEMORY if isinstance(exc, MemoryError) else EXIT_INPUT
+    return run_command("cuts", lambda: args.func(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,8 @@ from .core.progress import ProgressCallback, no_progress
 from .evaluate.metrics import dice
 from .evaluate.phantom import synthetic_phantom_3d
 from .io.outputs import write_segmentation_outputs
-from .io.writing import atomic_write, itk_image_from_volume, staged_directory, write_label_image, write_png
+from .io.staging import atomic_write, staged_outputs
+from .io.writing import itk_image_from_volume, write_label_image, write_png
 from .learn.modelfile import save_model
 from .pipeline import segment, train
 
@@ -96,7 +97,7 @@ def run_demo(
 ) -> dict:
     """Run the demo into `out` (staged: a failed or cancelled demo leaves no partial folder)."""
     summary: dict = {}
-    with staged_directory(Path(out)) as stage:
+    with staged_outputs(Path(out)) as stage:
         summary["retina"] = _run_one("retina", demo_retina_image(), stage, device, epochs, progress)
         phantom, truth = synthetic_phantom_3d()
         summary["phantom"] = _run_one(

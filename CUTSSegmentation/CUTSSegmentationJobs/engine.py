@@ -11,8 +11,8 @@ from __future__ import annotations
 from types import ModuleType, SimpleNamespace
 from typing import Any, Callable
 
-from CUTSSegmentationLib.condense.binarize import binarize_at_seed
-from CUTSSegmentationLib.condense.hierarchy import HIERARCHY_FORMAT, Hierarchy
+from CUTSSegmentationLib.condense.binarize import binarize_at_seed, seed_to_index
+from CUTSSegmentationLib.condense.hierarchy import HIERARCHY_FORMAT, Hierarchy, parse_level
 from CUTSSegmentationLib.core.errors import (
     CancelledError,
     CUTSError,
@@ -20,6 +20,7 @@ from CUTSSegmentationLib.core.errors import (
     ModelFileError,
     ResourceError,
 )
+from CUTSSegmentationLib.core.exit_codes import EXIT_OK, run_command
 from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
 from CUTSSegmentationLib.core.label_dtypes import smallest_uint
 from CUTSSegmentationLib.core.progress import (
@@ -30,6 +31,7 @@ from CUTSSegmentationLib.core.progress import (
     no_progress,
     parse_progress_line,
 )
+from CUTSSegmentationLib.io.staging import atomic_write, atomic_write_files, check_output_file
 
 
 def _find_structure_at_seed() -> Callable[..., Any] | None:
@@ -52,6 +54,7 @@ ENGINE_PACKAGE = "CUTSSegmentationLib"
 
 __all__ = [
     "ENGINE_PACKAGE",
+    "EXIT_OK",
     "HIERARCHY_FORMAT",
     "PROGRESS_LINE_PREFIX",
     "CUTSError",
@@ -65,13 +68,20 @@ __all__ = [
     "ModelFileError",
     "ProgressCallback",
     "ResourceError",
+    "atomic_write",
+    "atomic_write_files",
     "binarize_at_seed",
+    "check_output_file",
     "engine_package",
+    "max_kept_levels",
     "image_reader",
     "model_files",
     "no_progress",
+    "parse_level",
     "parse_progress_line",
     "pipeline",
+    "run_command",
+    "seed_to_index",
     "smallest_uint",
     "structure_at_seed",
     "synthetic_image_2d",
@@ -83,6 +93,13 @@ def engine_package() -> ModuleType:
     import CUTSSegmentationLib
 
     return CUTSSegmentationLib
+
+
+def max_kept_levels() -> int:
+    """The most levels a hierarchy keeps (imports torch, through the condensation settings)."""
+    from CUTSSegmentationLib.condense.condensation import CondensationConfig
+
+    return CondensationConfig().max_levels
 
 
 def pipeline() -> ModuleType:

@@ -5,12 +5,9 @@ Plain files only (no MRML, no torch), so the panel can keep or save an encoder w
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from .engine import Hierarchy, InputError
+from .engine import Hierarchy, InputError, atomic_write_files
 
 
 def card_path(model_path: str | Path) -> Path:
@@ -19,7 +16,7 @@ def card_path(model_path: str | Path) -> Path:
 
 
 def copy_model_file(source: str | Path, destination: str | Path) -> Path:
-    """Copy a model (weights + its card, if present) to `destination`, atomically per file.
+    """Copy a model (weights + its card, if present) to `destination`: both files appear together or not at all.
 
     Used by "Save encoder..." and to move a freshly trained model out of the job's temporary folder.
     """
@@ -28,21 +25,12 @@ def copy_model_file(source: str | Path, destination: str | Path) -> Path:
         destination = destination.with_suffix(".safetensors")
     if not source.is_file():
         raise InputError(f"encoder file not found: {source}")
-    destination.parent.mkdir(parents=True, exist_ok=True)
     pairs = [(source, destination)]
     if card_path(source).is_file():
         pairs.append((card_path(source), card_path(destination)))
-    for src, dst in pairs:
-        if src.resolve() == dst.resolve():
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}-", dir=str(dst.parent))
-        os.close(fd)
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    contents = {dst: src.read_bytes() for src, dst in pairs if src.resolve() != dst.resolve()}
+    if contents:
+        atomic_write_files(contents)  # weights and card together, with the umask's mode
     return destination
 
 

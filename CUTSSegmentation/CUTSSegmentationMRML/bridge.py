@@ -13,8 +13,6 @@ returned by this module are (x, y, z) = (i, j, k), as on the `cuts` command line
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import numpy as np
 import slicer
 import vtk
-from CUTSSegmentationJobs.engine import Geometry, ImageData, InputError
+from CUTSSegmentationJobs.engine import Geometry, ImageData, InputError, atomic_write
 from vtk.util import numpy_support
 
 from .palette import RGB, label_colors
@@ -438,17 +436,14 @@ def export_segmentation(segmentation_node: Any, path: str | Path) -> Path:
     if not path.name.lower().endswith(".seg.nrrd"):
         raise InputError(f"segmentations are exported as .seg.nrrd, not {path.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cuts-export-", suffix=".seg.nrrd", dir=str(path.parent))
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         storage = slicer.vtkMRMLSegmentationStorageNode()
-        storage.SetFileName(tmp)
+        storage.SetFileName(str(tmp))
         storage.SetUseCompression(True)
         storage.SetCropToMinimumExtent(False)
         if not storage.WriteData(segmentation_node):
             raise InputError(f"could not write {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return path

@@ -12,6 +12,7 @@ from typing import Any, Union
 
 import numpy as np
 from CUTSSegmentationJobs.engine import Hierarchy, InputError, binarize_at_seed
+from CUTSSegmentationJobs.engine import parse_level as engine_parse_level
 
 from .bridge import present_labels, push_level_to_segmentation, seed_from_markup
 
@@ -23,30 +24,13 @@ SeedLike = Union[Sequence[float], Any]
 
 # --------------------------------------------------------------------------------------- levels
 def parse_level(value: None | int | str) -> LevelSpec:
-    """ "persistent" / None -> "persistent"; "3" / 3 -> 3. Anything else: InputError (one line)."""
-    if value is None:
-        return PERSISTENT
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    text = str(value).strip().lower()
-    if text == PERSISTENT:
-        return PERSISTENT
-    try:
-        return int(text)
-    except ValueError:
-        raise InputError(f"level must be an integer level index or 'persistent', got '{value}'") from None
+    """ "persistent" / None -> "persistent"; "3" / 3 -> 3; anything else: InputError (the engine's rule)."""
+    return engine_parse_level(value, name="level")
 
 
 def level_label_map(hierarchy: Hierarchy, level: LevelSpec) -> np.ndarray:
-    """The label map shown for `level` (cached in the hierarchy: no recomputation)."""
-    level = parse_level(level)
-    if level == PERSISTENT:
-        if hierarchy.persistent is None:
-            raise InputError("this hierarchy has no persistent-structures map; choose a level instead")
-        return hierarchy.persistent
-    if not -hierarchy.n_levels <= int(level) < hierarchy.n_levels:
-        raise InputError(f"level {level} is out of range: this hierarchy has levels 0..{hierarchy.n_levels - 1}")
-    return hierarchy.level(int(level))
+    """The label map shown for `level` (cached in the hierarchy: no recomputation; range-checked)."""
+    return hierarchy.label_map(level, name="level")
 
 
 def default_level(hierarchy: Hierarchy) -> int:

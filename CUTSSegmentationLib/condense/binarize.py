@@ -61,7 +61,7 @@ def seed_to_index(seed_index_xyz: Sequence[float], shape: Sequence[int]) -> tupl
     for axis, (i, n) in enumerate(zip(index, shape)):
         if not 0 <= i < n:
             raise InputError(
-                f"seed {tuple(values)} lies outside the image: {names[axis]} = {i} is not in 0..{n - 1} "
+                f"seed {tuple(values)} lies outside the image: {names[axis]} = {i:.6g} is not in 0..{n - 1} "
                 f"(image is {' x '.join(str(s) for s in reversed(shape))} voxels, x y[ z])"
             )
     return index

@@ -190,7 +190,8 @@ def diffusion_potential(
     m = x.shape[0]
     dist = torch.cdist(x, x)
     k = max(1, min(knn, m - 1))
-    sigma = torch.kthvalue(dist, k + 1, dim=1).values.clamp_(min=1e-12)  # k+1: the 0 to itself comes first
+    # k+1: the 0 to itself comes first; a single atom (a near-constant image) has only that 0.
+    sigma = torch.kthvalue(dist, min(k + 1, m), dim=1).values.clamp_(min=1e-12)
     kernel = 0.5 * (torch.exp(-(dist / sigma[:, None]).pow(decay)) + torch.exp(-(dist / sigma[None, :]).pow(decay)))
     p = kernel * w[None, :]
     p /= p.sum(1, keepdim=True)

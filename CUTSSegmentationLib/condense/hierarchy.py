@@ -6,17 +6,19 @@ The design, its sources and the choices made: docs/architecture.md, section `con
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..core.errors import InputError
+from ..core.errors import InputError, ResourceError
 from ..core.imagedata import Geometry
 from ..core.label_dtypes import smallest_uint
+from ..io.memory import available_memory_bytes
+from ..io.staging import atomic_write
+from ..io.validation import check_geometry
 
 HIERARCHY_FORMAT = "cuts-hierarchy/1"
 #: The level name of the persistent-structures map.
@@ -152,7 +154,6 @@ class Hierarchy:
     def save(self, path: Union[str, Path]) -> Path:
         """Write a compressed .npz atomically (temp file + rename): no half-written file is ever left."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {
             "levels": self.levels,
             "n_clusters": self.n_clusters,
@@ -167,45 +168,117 @@ class Hierarchy:
         }
         if self.persistent is not None:
             arrays["persistent"] = self.persistent
-        fd, tmp = tempfile.mkstemp(prefix=".hierarchy-", suffix=".npz", dir=str(path.parent))
-        os.close(fd)
-        try:
+
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+
+        return atomic_write(path, write)
 
     @staticmethod
     def load(path: Union[str, Path]) -> "Hierarchy":
-        """Read a hierarchy.npz written by `save` (no pickles: allow_pickle=False)."""
+        """Read a hierarchy.npz written by `save`; any problem is one `InputError` line naming the file.
+
+        No pickles (allow_pickle=False); the arrays' declared sizes are checked against the file and the
+        memory before anything is decompressed (a zip bomb is refused); the geometry, the 2D/3D flag and
+        the index ranges are checked so a damaged file cannot reach ITK or an index error.
+        """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"hierarchy file not found: {path}")
         try:
+            _check_npz_sizes(path)
             with np.load(path, allow_pickle=False) as data:
                 info = json.loads(str(data["info"])) if "info" in data else {}
-                if info.get("format") != HIERARCHY_FORMAT:
+                if not isinstance(info, dict) or info.get("format") != HIERARCHY_FORMAT:
                     raise InputError(f"{path} is not a CUTS hierarchy file")
                 info.pop("format", None)
-                return Hierarchy(
+                geometry = Geometry(
+                    spacing=_three_floats(data["spacing"], 3),
+                    origin=_three_floats(data["origin"], 3),
+                    direction=_three_floats(data["direction"], 9),
+                )
+                check_geometry(geometry, str(path))
+                integer_keys = [k for k in _INTEGER_ARRAYS if k in data] + (
+                    ["persistent"] if "persistent" in data else []
+                )
+                if any(data[key].dtype.kind not in "iu" for key in integer_keys):
+                    raise InputError(f"{path}: corrupt hierarchy file (label maps and counts must hold integers)")
+                hierarchy = Hierarchy(
                     levels=data["levels"],
                     n_clusters=data["n_clusters"],
                     level_steps=data["level_steps"],
                     atom_map=data["atom_map"],
                     merge_tree=data["merge_tree"],
                     persistent=data["persistent"] if "persistent" in data else None,
-                    geometry=Geometry(
-                        spacing=tuple(float(v) for v in data["spacing"]),
-                        origin=tuple(float(v) for v in data["origin"]),
-                        direction=tuple(float(v) for v in data["direction"]),
-                    ),
+                    geometry=geometry,
                     is_2d=bool(data["is_2d"]),
                     info=info,
                 )
-        except InputError:
+        except (InputError, ResourceError):
             raise
-        except Exception as exc:  # zip/npz/key errors: a corrupt or foreign file
-            raise InputError(f"cannot read hierarchy file {path}: {exc}") from exc
+        except Exception as exc:  # zip/npz/key/shape errors: a corrupt or foreign file
+            raise InputError(f"cannot read hierarchy file {path}: {_first_line(exc)}") from None
+        _check_consistent(hierarchy, path)
+        return hierarchy
+
+
+#: Arrays of a hierarchy file that hold integers (labels, counts, indices).
+_INTEGER_ARRAYS = ("levels", "n_clusters", "level_steps", "atom_map", "merge_tree")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:160]
+
+
+def _three_floats(values: np.ndarray, count: int) -> tuple[float, ...]:
+    flat = np.asarray(values).reshape(-1)
+    if flat.size != count or flat.dtype.kind not in "biuf":
+        raise ValueError(f"geometry entry has {flat.size} values of type {flat.dtype}, expected {count} numbers")
+    return tuple(float(v) for v in flat)
+
+
+def _check_npz_sizes(path: Path) -> None:
+    """Refuse an .npz whose arrays would not fit in memory, or whose headers claim more than the archive holds.
+
+    Reads only the zip directory and each array's .npy header: nothing large is decompressed.
+    """
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as stream:
+                version = np.lib.format.read_magic(stream)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(stream)
+            declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if declared > member.file_size:
+                raise InputError(f"{path}: corrupt hierarchy file ({member.filename} claims more data than it holds)")
+            total += member.file_size
+    available = available_memory_bytes()
+    if available is not None and total > available:
+        raise ResourceError(
+            f"{path}: the hierarchy needs {total / 2**30:.1f} GiB when decompressed, more than the "
+            f"{available / 2**30:.1f} GiB of memory available"
+        )
+
+
+def _check_consistent(hierarchy: Hierarchy, path: Path) -> None:
+    """Shapes, dtypes and index ranges that label maps, masks and `step_map` rely on."""
+    levels, tree, atoms = hierarchy.levels, hierarchy.merge_tree, hierarchy.atom_map
+    spatial = levels.ndim - 1
+    if hierarchy.is_2d and not (spatial == 2 or (spatial == 3 and levels.shape[1] == 1)):
+        raise InputError(f"{path}: corrupt hierarchy file (marked 2D but its maps are {levels.shape[1:]})")
+    if not hierarchy.is_2d and spatial != 3:
+        raise InputError(f"{path}: corrupt hierarchy file (marked 3D but its maps are {levels.shape[1:]})")
+    if hierarchy.n_levels < 1 or min(levels.shape[1:]) < 1:
+        raise InputError(f"{path}: corrupt hierarchy file (no label maps)")
+    if hierarchy.persistent is not None and hierarchy.persistent.shape != hierarchy.shape:
+        raise InputError(f"{path}: corrupt hierarchy file (the persistent map's shape differs from the levels')")
+    if tree.ndim != 2 or (atoms.size and (int(atoms.min()) < 0 or int(atoms.max()) >= tree.shape[1])):
+        raise InputError(f"{path}: corrupt hierarchy file (the atom map does not index the merge tree)")
+    steps = hierarchy.level_steps
+    if steps.size and (int(steps.min()) < 0 or int(steps.max()) >= tree.shape[0]):
+        raise InputError(f"{path}: corrupt hierarchy file (a level's step is not in the merge tree)")

@@ -92,12 +92,14 @@ class LineProgress:
         self.stream = stream
         self.min_interval = min_interval
         self._last = 0.0
+        self._stage: Optional[str] = None
 
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
         now = time.monotonic()
-        if fraction < 1.0 and now - self._last < self.min_interval:
-            return
+        if stage == self._stage and fraction < 1.0 and now - self._last < self.min_interval:
+            return  # a stage's first line is always printed: a parent process learns where the job is
         self._last = now
+        self._stage = stage
         self.stream.write(f"{PROGRESS_LINE_PREFIX} {stage} {float(fraction):.4f} {message}\n")
         self.stream.flush()
 

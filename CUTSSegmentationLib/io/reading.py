@@ -7,6 +7,7 @@ line naming the file.
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -40,14 +41,22 @@ def _check_is_file(path: Path) -> None:
         raise InputError(f"{path}: file is empty (0 bytes)")
 
 
+#: ITK names its objects with their memory address, ``NrrdImageIO(0x561b2c3d4e50)``: noise in a message.
+_OBJECT_ADDRESS = re.compile(r"\(0x[0-9a-fA-F]+\)")
+
+
 def _short_reason(error: BaseException) -> str:
-    """The most useful single line of an ITK exception (they span many lines)."""
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    """The most useful single line of an ITK exception (they span many lines), without memory addresses."""
+    lines = [_OBJECT_ADDRESS.sub("", ln).strip() for ln in str(error).splitlines() if ln.strip()]
     for line in lines:
         if "ERROR" in line or "error" in line or "Could not" in line or "Unable" in line:
             reason = line.split("ERROR:")[-1].strip()
             return reason[:160]
     return (lines[-1] if lines else type(error).__name__)[:160]
+
+
+#: ITK pixel types with an imaginary part: converting them to float32 would silently drop it.
+_COMPLEX_PIXEL_IDS = {sitk.sitkComplexFloat32, sitk.sitkComplexFloat64}
 
 
 def _unreadable(path: Path, error: Optional[BaseException] = None) -> InputError:
@@ -211,6 +220,8 @@ def _read_itk_pixels(path: Path) -> tuple[np.ndarray, sitk.Image]:
     except RuntimeError as error:
         raise _unreadable(path, error) from None
     dims = _check_itk_shape(path, reader.GetSize(), reader.GetNumberOfComponents())
+    if reader.GetPixelID() in _COMPLEX_PIXEL_IDS:
+        raise InputError(f"{path}: complex-valued pixels are not supported; save the magnitude (or one part) instead")
     check_fits_in_memory(_zyx_shape(dims), min(reader.GetNumberOfComponents(), 3), name=str(path))
     _check_complete(path)
     try:

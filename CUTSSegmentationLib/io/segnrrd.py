@@ -14,7 +14,8 @@ import SimpleITK as sitk
 
 from ..core.imagedata import Geometry
 from ..core.label_dtypes import label_dtype
-from .writing import atomic_write, itk_image_from_volume, labels_as_volume
+from .staging import atomic_write
+from .writing import itk_image_from_volume, labels_as_volume
 
 PathLike = Union[str, Path]
 Color = tuple[float, float, float]

@@ -50,15 +50,23 @@ def _check_not_constant(array: np.ndarray, name: str) -> None:
     low, high = float(array.min()), float(array.max())
     if low == high:
         raise InputError(f"{name}: image is constant (every pixel is {low:g}): nothing to segment")
+    if high - low > float(np.finfo(np.float32).max):
+        raise InputError(
+            f"{name}: values span {low:g} to {high:g}, too wide for 32-bit arithmetic; rescale the image first"
+        )
 
 
-def _check_geometry(geometry: Geometry, name: str) -> None:
+def check_geometry(geometry: Geometry, name: str) -> None:
+    """Refuse a geometry ITK and Slicer cannot place: spacing not finite and positive, origin not finite,
+    direction not finite or singular (one `InputError` line naming `name`)."""
     spacing = np.asarray(geometry.spacing, dtype=float)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise InputError(f"{name}: invalid voxel spacing {tuple(spacing)} (must be positive)")
     direction = geometry.direction_matrix
     if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-6:
         raise InputError(f"{name}: invalid orientation (direction matrix is singular)")
+    if not np.all(np.isfinite(np.asarray(geometry.origin, dtype=float))):
+        raise InputError(f"{name}: invalid origin {tuple(geometry.origin)} (must be finite)")
 
 
 def validate_image(image: ImageData) -> ImageData:
@@ -96,5 +104,5 @@ def validate_image(image: ImageData) -> ImageData:
     _check_channels(array, name)
     _check_finite(array, name)
     _check_not_constant(array, name)
-    _check_geometry(image.geometry, name)
+    check_geometry(image.geometry, name)
     return image

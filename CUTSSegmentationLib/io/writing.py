@@ -1,16 +1,11 @@
-"""Write label maps and PNGs atomically (temp file in the target folder, then `os.replace`).
+"""Write label maps and PNGs atomically (through `staging.atomic_write`: temp file beside it, then rename).
 
 An interrupted or failed write never leaves a half-written file under the final name.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import SimpleITK as sitk
@@ -18,27 +13,7 @@ import SimpleITK as sitk
 from ..core.imagedata import Geometry
 from ..core.label_dtypes import label_dtype
 from .formats import LABEL_EXTENSIONS, PathLike, file_extension
-
-
-def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temp file next to `path` (same extension) and rename it into place.
-
-    The temp file keeps the full extension (`.nii.gz`, `.seg.nrrd`) so writers that pick the format by
-    name write the right thing; on any error it is removed and the old file, if any, is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:])
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=suffix, dir=str(path.parent))
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+from .staging import atomic_write
 
 
 def labels_as_volume(labels: np.ndarray, is_2d: bool) -> np.ndarray:
@@ -118,25 +93,3 @@ def write_png(image: np.ndarray, path: PathLike) -> Path:
         array = array[..., 0]
     itk_image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=array.ndim == 3)
     return atomic_write(path, lambda tmp: sitk.WriteImage(itk_image, str(tmp)))
-
-
-@contextlib.contextmanager
-def staged_directory(out: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `out`; on success move its files into `out`, on failure remove it.
-
-    Files already in `out` that the job does not produce are left alone; a folder `out` that did not
-    exist before a failed job is not created.
-    """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-partial-", dir=str(out.parent)))
-    try:
-        yield stage
-        out.mkdir(parents=True, exist_ok=True)
-        for item in stage.iterdir():
-            target = out / item.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            item.replace(target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -19,6 +18,7 @@ from safetensors.torch import save as st_save
 from ..core.device import resolve_device
 from ..core.errors import ModelFileError
 from ..core.imagedata import ImageData
+from ..io.staging import atomic_write_files
 from .encoder import ClusterHead, CUTSEncoder
 
 FORMAT_TAG = "cuts-segmentation-model"
@@ -70,25 +70,8 @@ def card_path(path: PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def save_model(model: TrainedModel, path: PathLike) -> Path:
-    """Write MODEL.safetensors (weights + card metadata) then MODEL.json (card copy), each atomically.
+    """Write MODEL.safetensors (weights + card metadata) and MODEL.json (card copy) together, atomically.
 
     Parameters
     ----------
@@ -127,9 +110,8 @@ def save_model(model: TrainedModel, path: PathLike) -> Path:
         card.pop("cluster_head", None)
     card_text = json.dumps(card, sort_keys=True, default=_json_default)
     metadata = {"format": FORMAT_TAG, "format_version": str(FORMAT_VERSION), "card": card_text}
-    _atomic_write_bytes(path, st_save(tensors, metadata=metadata))
     pretty = json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n"
-    _atomic_write_bytes(card_path(path), pretty.encode())
+    atomic_write_files({path: st_save(tensors, metadata=metadata), card_path(path): pretty.encode()})
     return path
 
 

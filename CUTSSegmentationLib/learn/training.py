@@ -378,6 +378,7 @@ def _train(
         if checkpoint_path is not None:
             card["training"]["complete"] = epoch + 1 == cfg.epochs
             snapshot = TrainedModel(copy.deepcopy(encoder), copy.deepcopy(card), copy.deepcopy(objective.cluster_head))
+            progress("checkpoint", (epoch + 1) / cfg.epochs, f"saving epoch {epoch + 1}")
             save_model(snapshot, checkpoint_path)
     encoder.eval()
     encoder.to(memory_format=torch.contiguous_format)

@@ -13,11 +13,11 @@ is the same path the module panel takes, so a batch result matches what the pane
 does; an --output that exists is read first and its segments are written back unchanged.
 
 Exit code 0 on success; on a problem the user can fix (missing or unreadable input, bad option, bad
-model file, not enough memory) one line on stderr and a nonzero code (2 input, 3 model, 4 memory,
-130 cancelled), like the `cuts` command line; any other failure (a missing package, a bug) prints its
-traceback and exits with 1. The script always ends in sys.exit: Slicer exits by itself after a
---python-script only with --testing or -c, so an exception that escaped would leave a windowless Slicer
-running.
+model file, not enough memory, an output that cannot be written: all checked before the long computation where
+they can be) one line on stderr and a nonzero code (2 input, 3 model, 4 memory, 130 interrupted, 143 terminated:
+`CUTSSegmentationLib.core.exit_codes`, shared with the `cuts` command line); any other failure (a missing package,
+a bug) prints its traceback and exits with 1. The script always ends in sys.exit: Slicer exits by itself after a
+--python-script only with --testing or -c, so an exception that escaped would leave a windowless Slicer running.
 """
 
 from __future__ import annotations
@@ -43,12 +43,10 @@ def _add_packages_to_path() -> None:
 
 _add_packages_to_path()
 
-EXIT_OK = 0
+#: A failure that is not the user's to fix (the engine's codes for the others: `core.exit_codes`).
 EXIT_FAILURE = 1
-EXIT_INPUT = 2
-EXIT_MODEL = 3
-EXIT_MEMORY = 4
-EXIT_CANCELLED = 130
+#: Bad options, before the engine can be imported (the same code as the engine's EXIT_INPUT).
+EXIT_BAD_OPTION = 2
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -56,7 +54,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(EXIT_INPUT)
+        raise SystemExit(EXIT_BAD_OPTION)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +126,14 @@ def _scene():
 
 
 def run(args: argparse.Namespace) -> int:
-    from CUTSSegmentationJobs.engine import ConsoleProgress, InputError
+    from CUTSSegmentationJobs.engine import (
+        EXIT_OK,
+        ConsoleProgress,
+        InputError,
+        check_output_file,
+        max_kept_levels,
+        seed_to_index,
+    )
     from CUTSSegmentationMRML import (
         add_structure,
         ensure_segmentation_converters,
@@ -143,10 +148,10 @@ def run(args: argparse.Namespace) -> int:
     from CUTSSegmentationMRML.volume_files import read_volume_file
 
     # Everything that can be checked before the long computation is checked first.
-    output = Path(args.output)
-    if not output.name.lower().endswith(".seg.nrrd"):
-        raise InputError(f"--output must end in .seg.nrrd, got '{output.name}'")
+    output = check_output_file(args.output, (".seg.nrrd",), option="--output")
     level = parse_level(args.level)
+    if level != "persistent" and not -max_kept_levels() <= level < max_kept_levels():
+        raise InputError(f"--level {level} is out of range: a hierarchy keeps at most {max_kept_levels()} levels")
     seed = _parse_seed(args.seed)
     keep_seeds = [_parse_seed(text) for text in args.keep_seed]
     if keep_seeds and seed is not None:
@@ -157,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     scene = _scene()
     volume_node = read_volume_file(scene, args.input)
+    shape_zyx = tuple(reversed(volume_node.GetImageData().GetDimensions()))
+    for point in ([seed] if seed is not None else []) + keep_seeds:
+        seed_to_index(point, shape_zyx)
     existing = None
     if keep_seeds and output.exists():
         ensure_segmentation_converters(scene)
@@ -200,28 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the batch segmentation; returns the exit code (never raises, except SystemExit for bad options)."""
     args = build_parser().parse_args(argv)
     try:
-        from CUTSSegmentationJobs.engine import (
-            CancelledError,
-            CUTSError,
-            ModelFileError,
-            ResourceError,
-        )
+        from CUTSSegmentationJobs.engine import run_command
     except Exception as exc:
         return _unexpected(exc)
     try:
-        return run(args)
-    except (CancelledError, KeyboardInterrupt):
-        print("batch.py: cancelled", file=sys.stderr)
-        return EXIT_CANCELLED
-    except ModelFileError as exc:
-        print(f"batch.py: error: {exc}", file=sys.stderr)
-        return EXIT_MODEL
-    except (ResourceError, MemoryError) as exc:
-        print(f"batch.py: error: {exc or 'out of memory'}", file=sys.stderr)
-        return EXIT_MEMORY
-    except CUTSError as exc:
-        print(f"batch.py: error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
+        return run_command("batch.py", lambda: run(args))
     except Exception as exc:
         return _unexpected(exc)
 
@@ -238,7 +229,7 @@ def exit_with_status(argv: Sequence[str] | None = None) -> None:
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's --help and option errors
-        code = exc.code if isinstance(exc.code, int) else EXIT_INPUT
+        code = exc.code if isinstance(exc.code, int) else EXIT_BAD_OPTION
     except BaseException as exc:
         code = _unexpected(exc)
     sys.exit(code)
