@@ -91,6 +91,21 @@ class PlaceholderApplication(PlaceholderWidget):
         return False
 
 
+#: The parameter node's fields and their defaults on a fresh scene.
+FIELD_DEFAULTS = {
+    "inputVolume": None,
+    "epochs": 0,
+    "device": "auto",
+    "modelPath": "",
+    "hierarchyNode": None,
+    "level": 0,
+    "showPersistent": False,
+    "seedPoints": None,
+    "outputSegmentation": None,
+    "previewSegmentation": None,
+}
+
+
 def placeholder_module(name: str) -> types.ModuleType:
     """A module whose every attribute is a distinct PlaceholderWidget subclass named after it."""
     module = types.ModuleType(name)
@@ -233,19 +248,7 @@ def run_checks(source: Path, report: Report) -> None:
         parameters = logic.getParameterNode()
         state["logic"], state["parameters"] = logic, parameters
         defaults = {name: parameters.getValue(name) for name in parameters.allParameters}
-        expected = {
-            "inputVolume": None,
-            "epochs": 0,
-            "device": "auto",
-            "modelPath": "",
-            "hierarchyNode": None,
-            "level": 0,
-            "showPersistent": False,
-            "seedPoints": None,
-            "outputSegmentation": None,
-            "previewSegmentation": None,
-        }
-        assert defaults == expected, defaults
+        assert defaults == FIELD_DEFAULTS, defaults
         assert logic.getParameterNode().parameterNode is parameters.parameterNode, "not a singleton"
         return f"{len(defaults)} fields at their defaults"
 
@@ -331,18 +334,7 @@ def run_checks(source: Path, report: Report) -> None:
                 "outputSegmentation": nodes["segmentation"],
                 "previewSegmentation": nodes["segmentation"],
             },
-            {
-                "inputVolume": None,
-                "epochs": 0,
-                "device": "auto",
-                "modelPath": "",
-                "hierarchyNode": None,
-                "level": 0,
-                "showPersistent": False,
-                "seedPoints": None,
-                "outputSegmentation": None,
-                "previewSegmentation": None,
-            },
+            dict(FIELD_DEFAULTS),
         ]
         ParameterNode = type(parameters)
         for values in choices:
