@@ -117,3 +117,14 @@ def test_first_salient_jump_wins_over_a_larger_later_one():
     # no salient jump: the largest one; specks below the minimum size are never chosen
     assert SeedChain(index=(0,), sizes=np.array([10, 15, 30, 40]), boxes=[()] * 4).chosen_level() == 1
     assert SeedChain(index=(0,), sizes=np.array([1, 900, 1000]), boxes=[()] * 3).chosen_level() == 1
+
+
+def test_whole_image_counts_as_the_level_above_the_coarsest():
+    """The left lung on the lung CT: whole only at the coarsest level, no 2.5-fold growth inside the hierarchy."""
+    sizes = np.array([151232, 151232, 152984, 349952, 449496, 772228])
+    chain = SeedChain(index=(0, 0, 0), sizes=sizes, boxes=[()] * len(sizes))
+    assert chain.chosen_level() == 2  # without the image: the largest inner growth (x2.29), the lung in pieces
+    assert chain.chosen_level(total=512 * 512 * 134) == 5  # x45 into the whole image: the whole lung
+    # an earlier salient growth still wins, and a region that is already the whole image changes nothing
+    assert SeedChain(index=(0,), sizes=np.array([10, 100, 120]), boxes=[()] * 3).chosen_level(total=10_000) == 0
+    assert SeedChain(index=(0,), sizes=np.array([10, 15, 40]), boxes=[()] * 3).chosen_level(total=40) == 1

@@ -63,14 +63,21 @@ class SeedChain:
             hi += 1
         return hi - lo + 1
 
-    def chosen_level(self, min_voxels: int = MIN_STRUCTURE_VOXELS, jump: float = SALIENT_JUMP) -> int:
+    def chosen_level(
+        self, min_voxels: int = MIN_STRUCTURE_VOXELS, jump: float = SALIENT_JUMP, total: Optional[int] = None
+    ) -> int:
         """The level just before the first growth by at least `jump` (else before the largest growth).
 
         The first salient jump from the finest level keeps the smallest structure that stands out around the
         click (a spinal cord before it joins the CSF around it, which later joins everything). Levels whose
         component is smaller than `min_voxels` are not candidates unless no level is larger; a hierarchy of one
-        level, or a chain that never grows, gives its coarsest level.
+        level, or a chain that never grows, gives its coarsest level. With `total` (the image's voxel count),
+        the whole image counts as the level above the coarsest, as the merge tree ends in one cluster: a region
+        whole only at the coarsest level (a lung in a thorax CT) is kept there when it is salient against the rest.
         """
+        if total is not None and int(total) > int(self.sizes[-1]):
+            extended = SeedChain(self.index, np.append(self.sizes, int(total)), [*self.boxes, ()])
+            return min(extended.chosen_level(min_voxels, jump), len(self.sizes) - 1)
         n = len(self.sizes)
         if n == 1:
             return 0
@@ -219,7 +226,7 @@ def structure_at_seed(
         raise InputError("the seed is on an unlabelled voxel (label 0): place it inside a structure")
     chain = seed_chain(levels, index, connectivity=connectivity)
     if level is None:
-        chosen = chain.chosen_level()
+        chosen = chain.chosen_level(total=int(np.prod(levels.shape[1:])))
     else:
         if not -levels.shape[0] <= int(level) < levels.shape[0]:
             raise InputError(f"level {level} does not exist (the hierarchy has {levels.shape[0]} levels)")
