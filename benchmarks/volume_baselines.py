@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage as ndi
+from volume_engine import component_at
 
 KMEANS_KS = (3, 5, 10, 20)
 SLIC_SEGMENTS = (50, 500)
@@ -100,13 +100,6 @@ def kmeans_labels(image: np.ndarray, k: int) -> np.ndarray:
         return np.searchsorted(cuts, image).astype(np.uint8)
 
     return _memoised(("kmeans", id(image), k), compute)
-
-
-def component_at(labels: np.ndarray, seed_zyx: tuple[int, int, int]) -> np.ndarray:
-    """The 6-connected component of the seed's label that holds the seed."""
-    same = labels == labels[seed_zyx]
-    components, _ = ndi.label(same)
-    return components == components[seed_zyx]
 
 
 def kmeans_component(k: int) -> Callable[[np.ndarray, Sequence[float], Sequence[int]], np.ndarray]:

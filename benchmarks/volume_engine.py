@@ -41,6 +41,13 @@ def innermost_point(mask: np.ndarray, spacing: Sequence[float]) -> tuple[int, ..
     return f(mask, spacing)
 
 
+def component_at(labels: np.ndarray, index_zyx: Sequence[int]) -> np.ndarray:
+    """The connected region (face neighbours) of the label under `index_zyx` that holds it."""
+    from CUTSSegmentationLib.condense.structures import component_at as f
+
+    return f(labels, index_zyx)
+
+
 def binarize_with_hint(labels: np.ndarray, truth: np.ndarray) -> np.ndarray:
     from CUTSSegmentationLib.condense.binarize import binarize_with_hint as f
 

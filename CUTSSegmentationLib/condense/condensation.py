@@ -135,7 +135,9 @@ def _nearest_centroid(points: torch.Tensor, centroids: torch.Tensor, chunk: int)
 def _kmeans(
     points: torch.Tensor, k: int, iters: int, generator: torch.Generator, sample_size: int, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Seeded Lloyd k-means: init on a random sample, refine on the sample, finish with full passes.
+    """Seeded Lloyd k-means: init and refine on a random sample, then one assignment pass over all points.
+
+    When all points fit in the sample, every Lloyd pass runs on all of them.
 
     Returns (labels (N,), centroids (M, d), weights (M,)) with empty clusters removed and labels compacted.
     """

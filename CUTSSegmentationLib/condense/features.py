@@ -63,9 +63,6 @@ class JoinedFeatures:
         self.shape = (n, embeddings.shape[1] + channels)
         self.ndim = 2
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
     def __getitem__(self, rows: Union[slice, np.ndarray]) -> np.ndarray:
         emb = np.asarray(self._embeddings[rows], dtype=np.float32)
         values = (np.asarray(self._intensities[rows], dtype=np.float32) - self._mean) * self._scale

@@ -129,7 +129,7 @@ def seed_chain(levels: np.ndarray, index: Sequence[int], connectivity: int = 1) 
     for level in range(n - 1, -1, -1):
         crop = levels[(level,) + box]
         local = tuple(i - b.start for i, b in zip(index, box))
-        mask = flood(crop, local, connectivity=connectivity)
+        mask = component_at(crop, local, connectivity)
         sizes[level] = int(mask.sum())
         box = _box(mask, box)
         boxes[level] = box
@@ -237,7 +237,7 @@ def structure_at_seed(
     else:
         box = chain.boxes[chosen]
         local = tuple(i - b.start for i, b in zip(index, box))
-        region = flood(labels[box], local, connectivity=connectivity)
+        region = component_at(labels[box], local, connectivity)
         if fill_holes:
             region = fill_enclosed(region)
         mask = np.zeros(labels.shape, dtype=bool)

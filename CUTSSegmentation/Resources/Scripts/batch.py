@@ -150,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can be checked before the long computation is checked first.
     output = check_output_file(args.output, (".seg.nrrd",), option="--output")
     level = parse_level(args.level)
-    if level != "persistent" and not -max_kept_levels() <= level < max_kept_levels():
-        raise InputError(f"--level {level} is out of range: a hierarchy keeps at most {max_kept_levels()} levels")
+    most = max_kept_levels()
+    if level != "persistent" and not -most <= level < most:
+        raise InputError(f"--level {level} is out of range: a hierarchy keeps at most {most} levels")
     seed = _parse_seed(args.seed)
     keep_seeds = [_parse_seed(text) for text in args.keep_seed]
     if keep_seeds and seed is not None:
