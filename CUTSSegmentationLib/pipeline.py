@@ -22,7 +22,7 @@ from .core.errors import InputError
 from .core.imagedata import ImageData
 from .core.label_dtypes import smallest_uint
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
-from .core.working_grid import block_mean, in_plane_factor, to_image_grid
+from .core.working_grid import block_mean, in_plane_factor, to_image_grid, working_spacing_zyx
 from .io.memory import check_fits_in_memory
 from .io.validation import validate_image
 from .learn.embedding import compute_embeddings
@@ -182,7 +182,14 @@ def segment(
 
     t0 = time.perf_counter()
     config = (condensation or CondensationConfig(seed=seed)).resolved(is_volume=not image.is_2d)
-    features = condensation_features(embeddings, working, config.intensity_weight, seed=config.seed)
+    features = condensation_features(
+        embeddings,
+        working,
+        config.intensity_weight,
+        seed=config.seed,
+        position_weight=config.position_weight or 0.0,
+        spacing_zyx=working_spacing_zyx(image, factor),
+    )
     result = condense(features, config, device=torch_device, progress=progress, cancel=cancel)
     del embeddings, features
     result.atom_labels = to_image_grid(result.atom_labels, factor, image.array.shape[:3])

@@ -60,16 +60,24 @@ class CondensationConfig:
     #: spread of the voxels' own intensities joined to the embeddings (`features.JoinedFeatures`); None: 1.0 for
     #: volumes, 0 for 2D images (the retina benchmark's setting)
     intensity_weight: Optional[float] = None
+    #: spread of the voxels' physical positions joined to the embeddings (`features.JoinedFeatures`), so clusters
+    #: are spatially coherent; None: `VOLUME_POSITION_WEIGHT` for volumes, 0 for 2D images
+    position_weight: Optional[float] = None
 
     def resolved(self, is_volume: bool) -> "CondensationConfig":
         """A copy with the automatic settings filled in for a volume or a 2D image."""
         weight = self.intensity_weight
         if weight is None:
             weight = VOLUME_INTENSITY_WEIGHT if is_volume else 0.0
-        return replace(self, intensity_weight=float(weight))
+        position = self.position_weight
+        if position is None:
+            position = VOLUME_POSITION_WEIGHT if is_volume else 0.0
+        return replace(self, intensity_weight=float(weight), position_weight=float(position))
 
 
 VOLUME_INTENSITY_WEIGHT = 1.0
+#: Position spread joined in volumes (docs/benchmarks.md, "3D volumes: the design choices, measured").
+VOLUME_POSITION_WEIGHT = 1.0
 
 
 @dataclass

@@ -1,15 +1,21 @@
-"""The points condensation clusters: each voxel's embedding, joined with its own intensities in volumes.
+"""The points condensation clusters: each voxel's embedding, joined with its intensities and position in volumes.
 
 The encoder sees a 17 x 17 pixel neighbourhood, so its embeddings blur a structure's edge by a few voxels and
 let a thin structure (a spinal cord inside bright CSF) share atoms with its surroundings. Appending the voxel's
 standardised intensities, weighted to carry as much spread as the embedding, keeps edges where the image has
 them while the embedding still separates what intensity alone cannot (texture, context). The join is computed
 chunk by chunk as condensation reads its input, so the (N, D + C) matrix never exists.
+
+Appending the voxel's physical position (millimetres, weighted the same way) makes atoms and clusters
+spatially coherent: a tissue class that appears in many places (the soft tissue of a thorax, a tumour with the
+muscle of the same intensity elsewhere) is split where its parts lie apart, so the region under a click grows
+through neighbouring parts instead of jumping to the whole class. The position block is zero-mean by
+construction and isotropic in millimetres, so anisotropic voxels (6.5 mm slices) weigh by their true extent.
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -20,7 +26,7 @@ _SAMPLE = 65536
 
 
 class JoinedFeatures:
-    """(N, D + C) float32 rows ``[embedding, weight * standardised intensities]``, read on demand.
+    """(N, D + C [+ 3]) float32 rows ``[embedding, weight * intensities, position_weight * position]``, on demand.
 
     Supports what condensation reads: ``shape``, ``ndim`` and row indexing by a slice or an index array.
 
@@ -34,6 +40,10 @@ class JoinedFeatures:
         Spread of the intensity block relative to the embeddings' (0 leaves the embeddings alone).
     seed : int
         Seed of the sample the statistics are estimated on.
+    position_weight : float
+        Spread of the position block relative to the embeddings' (0: no position columns).
+    spacing_zyx : sequence of float, optional
+        Voxel size in millimetres along (z, y, x) of the grid the embeddings are on (default 1 mm).
 
     Examples
     --------
@@ -42,9 +52,19 @@ class JoinedFeatures:
     >>> rng = np.random.default_rng(0)
     >>> JoinedFeatures(rng.normal(size=(8, 4)).astype(np.float16), image, weight=1.0)[0:2].shape
     (2, 5)
+    >>> JoinedFeatures(rng.normal(size=(8, 4)), image, weight=1.0, position_weight=1.0)[[0, 7]].shape
+    (2, 8)
     """
 
-    def __init__(self, embeddings: np.ndarray, image: ImageData, weight: float, seed: int = 0) -> None:
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        image: ImageData,
+        weight: float,
+        seed: int = 0,
+        position_weight: float = 0.0,
+        spacing_zyx: Optional[Sequence[float]] = None,
+    ) -> None:
         n = embeddings.shape[0]
         self._embeddings = embeddings
         self._intensities = image.array.reshape(-1, image.channels)
@@ -60,19 +80,43 @@ class JoinedFeatures:
         std[~(std > 0)] = 1.0
         channels = self._intensities.shape[1]
         self._scale = (float(weight) * spread / np.sqrt(channels) / std).astype(np.float32)
-        self.shape = (n, embeddings.shape[1] + channels)
+        self._grid = tuple(int(s) for s in image.array.shape[:3])
+        self._position_scale: Optional[np.ndarray] = None
+        if position_weight > 0:
+            spacing = np.asarray(spacing_zyx if spacing_zyx is not None else (1.0, 1.0, 1.0), dtype=np.float64)
+            extent = np.asarray(self._grid, dtype=np.float64)
+            # Spread of a voxel's position over the grid: per axis the variance of a uniform index, in mm^2.
+            variance = (extent**2 - 1.0) / 12.0 * spacing**2
+            total = float(np.sqrt(variance.sum()))
+            if total > 0:
+                self._position_scale = (float(position_weight) * spread / total * spacing).astype(np.float32)
+                self._position_offset = ((extent - 1.0) / 2.0).astype(np.float32)
+        extra = 3 if self._position_scale is not None else 0
+        self.shape = (n, embeddings.shape[1] + channels + extra)
         self.ndim = 2
 
     def __getitem__(self, rows: Union[slice, np.ndarray]) -> np.ndarray:
         emb = np.asarray(self._embeddings[rows], dtype=np.float32)
         values = (np.asarray(self._intensities[rows], dtype=np.float32) - self._mean) * self._scale
-        return np.concatenate([emb, values], axis=1)
+        if self._position_scale is None:
+            return np.concatenate([emb, values], axis=1)
+        flat = np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows)
+        position = np.stack(np.unravel_index(flat, self._grid), axis=1).astype(np.float32)
+        position = (position - self._position_offset) * self._position_scale
+        return np.concatenate([emb, values, position], axis=1)
 
 
 def condensation_features(
-    embeddings: np.ndarray, image: ImageData, intensity_weight: float, seed: int = 0
+    embeddings: np.ndarray,
+    image: ImageData,
+    intensity_weight: float,
+    seed: int = 0,
+    position_weight: float = 0.0,
+    spacing_zyx: Optional[Sequence[float]] = None,
 ) -> Union[np.ndarray, JoinedFeatures]:
-    """The embeddings alone (weight 0), or joined with the image's intensities."""
-    if intensity_weight <= 0:
+    """The embeddings alone (both weights 0), or joined with the image's intensities and voxel positions."""
+    if intensity_weight <= 0 and position_weight <= 0:
         return embeddings
-    return JoinedFeatures(embeddings, image, intensity_weight, seed=seed)
+    return JoinedFeatures(
+        embeddings, image, intensity_weight, seed=seed, position_weight=position_weight, spacing_zyx=spacing_zyx
+    )

@@ -50,6 +50,20 @@ def block_mean(image: ImageData, factor: int) -> ImageData:
     )
 
 
+def working_spacing_zyx(image: ImageData, factor: int) -> tuple[float, float, float]:
+    """Voxel size in millimetres along (z, y, x) of the working grid `block_mean(image, factor)` is on.
+
+    Examples
+    --------
+    >>> from CUTSSegmentationLib.core.imagedata import Geometry
+    >>> image = ImageData(np.zeros((2, 4, 4, 1), np.float32), Geometry(spacing=(0.5, 0.5, 6.5)))
+    >>> working_spacing_zyx(image, 2)
+    (6.5, 1.0, 1.0)
+    """
+    sx, sy, sz = (float(s) for s in image.geometry.spacing)
+    return (sz, sy * factor, sx * factor)
+
+
 def to_image_grid(labels: np.ndarray, factor: int, shape_zyx: tuple[int, int, int]) -> np.ndarray:
     """Per-voxel labels (N_working,) in raster order, repeated back onto the image's (Z, Y, X) grid, flattened.
 
