@@ -48,7 +48,7 @@ from CUTSSegmentationMRML import (
     store_hierarchy_in_scene,
 )
 from CUTSSegmentationMRML.sequences import check_sequence_volumes, sequence_volumes
-from CUTSSegmentationMRML.volume_files import write_volume_file
+from CUTSSegmentationMRML.volume_files import sequence_file_names, write_volume_file
 
 from .dependencies import DependencyInstaller
 
@@ -338,9 +338,9 @@ class SegmentationLogic:
         job = self._newJob("CUTS training", onProgress, onOutput)
         try:
             inputs = [
-                write_volume_file(node, job.path(f"input{i}-{k}.nrrd"))
+                write_volume_file(node, job.path(f"case{i}", name) if len(case) > 1 else job.path(f"input{i}.nrrd"))
                 for i, case in enumerate(cases)
-                for k, node in enumerate(case)
+                for node, name in zip(case, sequence_file_names(case))
             ]
             job.start(
                 train_args(
@@ -383,7 +383,7 @@ class SegmentationLogic:
         check_sequence_volumes(volumeNodes)
         job = self._newJob("CUTS segmentation", onProgress, onOutput)
         try:
-            names = ["input.nrrd"] if len(volumeNodes) == 1 else [f"input{k}.nrrd" for k in range(len(volumeNodes))]
+            names = sequence_file_names(volumeNodes)
             inputPaths = [write_volume_file(node, job.path(name)) for node, name in zip(volumeNodes, names)]
             job.start(
                 segment_args(
