@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,8 @@ def sequence_file_names(volume_nodes: Sequence[Any]) -> list[str]:
         return ["input.nrrd"]
     names: list[str] = []
     for index, node in enumerate(volume_nodes):
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", node.GetName() or "").strip("._") or f"sequence{index + 1}"
+        safe = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "_" for c in node.GetName() or "")
+        stem = safe.strip("._") or f"sequence{index + 1}"
         name = f"{stem}.nrrd"
         names.append(f"{stem}-{index + 1}.nrrd" if name in names else name)
     return names
