@@ -307,7 +307,7 @@ class PanelController:
                 deviceLabels=labels,
             )
         hierarchy = self.currentHierarchy()
-        problem = self.sequenceProblem()
+        problem = self.sequenceProblem()  # other sequences off the input's grid: nothing can be run
         hasInput = p.inputVolume is not None and not problem
         levelMaximum = max(0, hierarchy.n_levels - 1) if hierarchy is not None else 0
         level = min(int(p.level), levelMaximum)
@@ -329,7 +329,7 @@ class PanelController:
             addStructureEnabled=hierarchy is not None and p.seedPoints is not None and not busy,
             undoEnabled=p.outputSegmentation is not None and self.logic.canUndo(p.outputSegmentation),
             show3DEnabled=p.outputSegmentation is not None or p.previewSegmentation is not None,
-            exportEnabled=hierarchy is not None and hasInput and not busy,
+            exportEnabled=hierarchy is not None and p.inputVolume is not None and not busy,
             showInSegmentEditorEnabled=p.outputSegmentation is not None,
             levelText=levelText,
             status=problem or self.status,
