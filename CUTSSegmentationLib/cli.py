@@ -28,7 +28,7 @@ from .demo import run_demo
 from .io.formats import LABEL_EXTENSIONS, file_extension
 from .io.inputs import collect_inputs
 from .io.outputs import SEGMENTATION_OUTPUTS, write_segmentation_outputs
-from .io.reading import read_image
+from .io.sequences import read_sequences
 from .io.staging import check_output_file, check_output_folder, staged_outputs
 from .io.validation import validate_image
 from .io.writing import write_label_image
@@ -91,12 +91,12 @@ def _load_model(path: Optional[str], device: str) -> Optional[TrainedModel]:
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_train(args: argparse.Namespace) -> int:
-    """``cuts train INPUTS --out MODEL``: train one encoder on every input and save it with its card."""
+    """``cuts train INPUTS [--sequences K] --out MODEL``: train one encoder on every case, save it with its card."""
     _check_common_arguments(args)
     out = check_output_file(args.out, (".safetensors",))
     check_output_file(card_path(out), (".json",), option="--out's card")
-    paths = collect_inputs(args.inputs)
-    images = [read_image(p) for p in paths]
+    cases = _cases(collect_inputs(args.inputs), args.sequences)
+    images = [read_sequences(case) for case in cases]
     start = time.perf_counter()
     model = train(
         images,
@@ -110,6 +110,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_model(model, out)
     print(f"trained on {len(images)} input(s) in {time.perf_counter() - start:.1f} s -> {out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _cases(paths: Sequence[Path], sequences: int) -> list[list[Path]]:
+    """Consecutive groups of `sequences` inputs, each one case's sequences in channel order."""
+    if sequences < 1:
+        raise InputError(f"--sequences must be at least 1, got {sequences}")
+    if len(paths) % sequences:
+        raise InputError(
+            f"--sequences {sequences}: {len(paths)} input file(s) do not split into cases of {sequences} "
+            f"sequences; give each case's {sequences} sequences one after the other"
+        )
+    return [list(paths[i : i + sequences]) for i in range(0, len(paths), sequences)]
 
 
 def _objective_overrides(args: argparse.Namespace) -> dict:
@@ -135,6 +147,8 @@ def _check_method_arguments(args: argparse.Namespace) -> None:
         raise InputError(f"--method {method} segments each image on its own; --model applies to --method cuts")
     if method != "cuts" and args.objective not in (None, "cuts"):
         raise InputError(f"--objective applies to --method cuts (CUTS-style encoders), not to --method {method}")
+    if method == "atlas" and len(args.inputs) > 1:
+        raise InputError("--method atlas segments one grey-level image; give one input (or use --method cuts)")
 
 
 def _segment_per_image(args: argparse.Namespace, image: ImageData) -> Hierarchy:
@@ -149,12 +163,16 @@ def _segment_per_image(args: argparse.Namespace, image: ImageData) -> Hierarchy:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    """``cuts segment INPUT --out DIR``: a hierarchy (CUTS) or a one-level one (per-image methods) and its files."""
+    """``cuts segment INPUT [INPUT...] --out DIR``: a hierarchy (CUTS) or a one-level one (per-image methods).
+
+    Several inputs are one case's co-registered sequences, stacked as channels in the order given; the
+    outputs have the first input's geometry.
+    """
     _check_method_arguments(args)
     _check_common_arguments(args)
     check_output_folder(args.out, SEGMENTATION_OUTPUTS + (CLUSTERS_OUTPUT,))
     progress = _progress(args.progress)
-    image = read_image(args.input)
+    image = read_sequences(args.inputs)
     start = time.perf_counter()
     if args.method != "cuts":
         hierarchy = _segment_per_image(args, image)
@@ -268,15 +286,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", parents=[common], help="train an encoder on images or volumes")
-    p.add_argument("inputs", nargs="+", help="image/volume files or folders (PNG, JPG, NIfTI, NRRD, MHA)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="image/volume files or folders (PNG, JPG, NIfTI, NRRD, MHA); with --sequences K, consecutive "
+        "groups of K files are one case's sequences",
+    )
+    p.add_argument(
+        "--sequences",
+        type=int,
+        default=1,
+        metavar="K",
+        help="co-registered sequences per case (default 1): e.g. 'p1_flair p1_t1c p2_flair p2_t1c "
+        "--sequences 2' trains on 2 cases of 2 channels, in that order",
+    )
     p.add_argument("--out", required=True, help="MODEL.safetensors (a MODEL.json card is written beside it)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default depends on the device)")
     p.add_argument("--checkpoint", action="store_true", help="save after every epoch (Ctrl-C keeps the last one)")
     _add_objective_arguments(p, default="cuts")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("segment", parents=[common], help="segment one image or volume into a hierarchy")
-    p.add_argument("input", help="image or volume file")
+    p = sub.add_parser(
+        "segment",
+        parents=[common],
+        help="segment one image or volume (or the co-registered sequences of one case) into a hierarchy",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="input",
+        help="image or volume file; several files are co-registered sequences of one case (e.g. FLAIR T1C), "
+        "stacked as channels in the order given, on the first one's grid (which the outputs take)",
+    )
     p.add_argument("--model", help="trained encoder (.safetensors); without it, train on the input itself")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(

@@ -46,7 +46,8 @@ def train(
     Parameters
     ----------
     images : sequence of ImageData
-        The dataset (one image is the smallest dataset); all with the same number of channels.
+        The dataset (one image is the smallest dataset); all with the same number of channels. A case of
+        several co-registered sequences is one image: `io.sequences.read_sequences([flair, t1c])`.
     epochs : int, optional
         Passes over the slices; None picks a budget for the device and the kind of input.
     device : str
@@ -70,6 +71,14 @@ def train(
     >>> from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d
     >>> image, _ = synthetic_image_2d(size=48)  # doctest: +SKIP
     >>> model = train([image], epochs=1, device="cpu")  # doctest: +SKIP
+
+    Two cases of two sequences each (FLAIR, contrast T1), the channels in that order:
+
+    >>> from CUTSSegmentationLib.io.sequences import read_sequences
+    >>> cases = [read_sequences([f"p{i}_flair.nii.gz", f"p{i}_t1c.nii.gz"]) for i in (1, 2)]  # doctest: +SKIP
+    >>> model = train(cases, device="cpu")  # doctest: +SKIP
+    >>> model.card["sequences"]  # doctest: +SKIP
+    ['p1_flair.nii.gz', 'p1_t1c.nii.gz']
     """
     if not images:
         raise InputError("no images to train on")
@@ -132,7 +141,8 @@ def segment(
     Parameters
     ----------
     image : ImageData
-        The image or volume.
+        The image or volume; several co-registered sequences of one case are its channels
+        (`io.sequences.read_sequences`), and the hierarchy takes the first one's grid.
     model : TrainedModel, optional
         An encoder trained on this kind of data (`train`, or `learn.modelfile.load_model`).
     device : str
@@ -159,6 +169,12 @@ def segment(
     >>> hierarchy = segment(volume, device="cpu", train_epochs=2)  # doctest: +SKIP
     >>> hierarchy.levels.shape[1:] == truth.shape  # doctest: +SKIP
     True
+
+    FLAIR and contrast T1 of a glioma, stacked as two channels:
+
+    >>> from CUTSSegmentationLib.io.sequences import read_sequences
+    >>> both = read_sequences(["flair.nii.gz", "t1c.nii.gz"])  # doctest: +SKIP
+    >>> hierarchy = segment(both, device="cpu")  # doctest: +SKIP
     """
     validate_image(image)
     check_fits_in_memory(image.array.shape[:3], image.channels)

@@ -31,6 +31,7 @@ from CUTSSegmentationLib.core.progress import (
     no_progress,
     parse_progress_line,
 )
+from CUTSSegmentationLib.io.sequences import MAX_SEQUENCES, Grid, check_same_grid, stack_sequences
 from CUTSSegmentationLib.io.staging import atomic_write, atomic_write_files, check_output_file
 
 
@@ -55,6 +56,7 @@ ENGINE_PACKAGE = "CUTSSegmentationLib"
 __all__ = [
     "ENGINE_PACKAGE",
     "EXIT_OK",
+    "MAX_SEQUENCES",
     "HIERARCHY_FORMAT",
     "PROGRESS_LINE_PREFIX",
     "CUTSError",
@@ -62,6 +64,7 @@ __all__ = [
     "CancelledError",
     "ConsoleProgress",
     "Geometry",
+    "Grid",
     "Hierarchy",
     "ImageData",
     "InputError",
@@ -72,6 +75,7 @@ __all__ = [
     "atomic_write_files",
     "binarize_at_seed",
     "check_output_file",
+    "check_same_grid",
     "engine_package",
     "max_kept_levels",
     "image_reader",
@@ -83,6 +87,7 @@ __all__ = [
     "run_command",
     "seed_to_index",
     "smallest_uint",
+    "stack_sequences",
     "structure_at_seed",
     "synthetic_image_2d",
 ]

@@ -66,18 +66,26 @@ def train_args(
     epochs: int | None = None,
     device: str = "auto",
     seed: int = 0,
+    sequences: int = 1,
 ) -> list[str]:
-    """`cuts train INPUT... --out MODEL.safetensors [--epochs N] --device D --seed S --progress lines`."""
+    """`cuts train INPUT... --out MODEL.safetensors [--sequences K] [--epochs N] --device D --seed S --progress lines`.
+
+    With `sequences` K > 1, consecutive groups of K inputs are one case's sequences (channels in that order).
+    """
     if not inputs:
         raise ValueError("train_args needs at least one input file")
+    if sequences < 1 or len(inputs) % sequences:
+        raise ValueError(f"train_args: {len(inputs)} inputs do not split into cases of {sequences} sequences")
     args = ["train", *[str(Path(p)) for p in inputs], "--out", str(Path(model_out))]
+    if sequences > 1:
+        args += ["--sequences", str(int(sequences))]
     if epochs:
         args += ["--epochs", str(int(epochs))]
     return args + _common(device, seed)
 
 
 def segment_args(
-    input_path: PathLike,
+    input_path: PathLike | Sequence[PathLike],
     out_dir: PathLike,
     *,
     model: PathLike | None = None,
@@ -85,11 +93,15 @@ def segment_args(
     device: str = "auto",
     seed: int = 0,
 ) -> list[str]:
-    """`cuts segment INPUT --out DIR [--model M | --epochs N] --device D --seed S --progress lines`.
+    """`cuts segment INPUT... --out DIR [--model M | --epochs N] --device D --seed S --progress lines`.
 
-    `epochs` only matters without a model (the engine then trains on the input itself first).
+    `input_path` is one file or a case's co-registered sequences (channels in that order; the outputs take
+    the first one's grid). `epochs` only matters without a model (the engine then trains on the input first).
     """
-    args = ["segment", str(Path(input_path)), "--out", str(Path(out_dir))]
+    paths = [input_path] if isinstance(input_path, (str, os.PathLike)) else list(input_path)
+    if not paths:
+        raise ValueError("segment_args needs at least one input file")
+    args = ["segment", *[str(Path(p)) for p in paths], "--out", str(Path(out_dir))]
     if model:
         args += ["--model", str(Path(model))]
     elif epochs:

@@ -5,6 +5,7 @@ Runs unchanged inside the Slicer application and under PyPI `slicer-core` (CI):
 - `levels`: hierarchy levels and seed-point structures into segmentation nodes, the panel's level text;
 - `scene_store`: a hierarchy kept in a (saved) scene;
 - `volume_files`: volume nodes to and from image files;
+- `sequences`: several co-registered volumes of one case as channels, their grids checked before any job;
 - `in_process`: the engine run in this process on volume nodes (console and batch use);
 - `preview`: the module-owned segmentation that previews levels, Show 3D;
 - `kept_structures`: structures appended to a user's segmentation as named, tagged segments, with undo;

@@ -19,7 +19,7 @@ from CUTSSegmentationJobs.engine import (
     pipeline,
 )
 
-from .bridge import volume_node_to_image
+from .sequences import sequence_volumes, volumes_to_image
 
 
 # --------------------------------------------------------------------------------------- in-process engine
@@ -32,12 +32,15 @@ def segment_volume(
     seed: int = 0,
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
+    extra_volumes: Sequence[Any] | None = None,
 ) -> Hierarchy:
     """Segment a volume node in this process (blocks the caller: console and batch use).
 
     `model` is a TrainedModel, a path to a .safetensors model, or None (train on this volume first).
+    `volume_node` may be a list of nodes, and `extra_volumes` adds more: one case's co-registered sequences,
+    stacked as channels in that order on the first one's grid (refused in one line when grids differ).
     """
-    image = volume_node_to_image(volume_node)
+    image = volumes_to_image(sequence_volumes(volume_node, extra_volumes))
     if isinstance(model, (str, os.PathLike)):
         model = load_model_file(model)
     return pipeline().segment(
@@ -60,10 +63,13 @@ def train_on_volumes(
     progress: ProgressCallback = no_progress,
     cancel: CancelToken | None = None,
 ) -> Any:
-    """Train an encoder on one or more volume nodes in this process; returns the engine's TrainedModel."""
+    """Train an encoder on one or more cases in this process; returns the engine's TrainedModel.
+
+    Each case is a volume node, or a list of one case's co-registered volume nodes (channels in that order).
+    """
     if volume_nodes is None or (hasattr(volume_nodes, "IsA") and volume_nodes.IsA("vtkMRMLVolumeNode")):
         volume_nodes = [volume_nodes]
-    images = [volume_node_to_image(node) for node in volume_nodes]
+    images = [volumes_to_image(sequence_volumes(case)) for case in volume_nodes]
     return pipeline().train(
         images,
         epochs=epochs or None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,23 @@ def write_volume_file(volume_node: Any, path: str | Path) -> Path:
     if not storage.WriteData(volume_node):
         raise InputError(f"could not write volume '{volume_node.GetName()}' to {path}")
     return path
+
+
+def sequence_file_names(volume_nodes: Sequence[Any]) -> list[str]:
+    """File names for one case's volumes in a job folder: "input.nrrd" for one, the node names for several.
+
+    Named after the nodes so that the model card a job writes lists the sequences by the names the user sees
+    ("flair.nrrd", "t1c.nrrd"); characters a file name may not hold become "_", repeats get a number.
+    """
+    if len(volume_nodes) == 1:
+        return ["input.nrrd"]
+    names: list[str] = []
+    for index, node in enumerate(volume_nodes):
+        safe = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "_" for c in node.GetName() or "")
+        stem = safe.strip("._") or f"sequence{index + 1}"
+        name = f"{stem}.nrrd"
+        names.append(f"{stem}-{index + 1}.nrrd" if name in names else name)
+    return names
 
 
 def _extension(path: Path) -> str:

@@ -21,6 +21,7 @@ from CUTSSegmentationJobs import (
     choose_device,
     device_label,
 )
+from CUTSSegmentationJobs.engine import InputError
 from CUTSSegmentationMRML import (
     PERSISTENT,
     ROLE,
@@ -29,6 +30,7 @@ from CUTSSegmentationMRML import (
     is_preview,
     level_description,
 )
+from CUTSSegmentationMRML.sequences import check_sequence_volumes, sequence_volumes
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class PanelParameters(Protocol):
     """The fields of the module's parameter node that the panel uses."""
 
     inputVolume: Any
+    secondVolume: Any
+    thirdVolume: Any
     epochs: int
     device: str
     modelPath: str
@@ -118,6 +122,7 @@ class PanelLogic(Protocol):
         seed: int = 0,
         onProgress: Any = None,
         onOutput: Any = None,
+        extraVolumes: Any = None,
     ) -> Job: ...
 
     def finishSegmentationJob(self, job: Any, volumeNode: Any) -> Any: ...
@@ -219,6 +224,24 @@ class PanelController:
             node_id(p.previewSegmentation),
         )
 
+    def sequenceVolumes(self) -> list:
+        """The input volume and the other sequences chosen for it, in channel order (none chosen: no volume)."""
+        p = self.parameters
+        if p is None or p.inputVolume is None:
+            return []
+        return sequence_volumes(p.inputVolume, [p.secondVolume, p.thirdVolume])
+
+    def sequenceProblem(self) -> str:
+        """Why the chosen sequences cannot be stacked (one line: which grids differ, how to resample), or ""."""
+        volumes = self.sequenceVolumes()
+        if len(volumes) < 2:
+            return ""  # one volume is checked by the engine when it runs, as it always was
+        try:
+            check_sequence_volumes(volumes)
+        except InputError as exc:
+            return str(exc)
+        return ""
+
     def currentHierarchy(self) -> Any:
         """The hierarchy of the parameter node's hierarchy node, None when there is none or it is unreadable."""
         p = self.parameters
@@ -284,7 +307,8 @@ class PanelController:
                 deviceLabels=labels,
             )
         hierarchy = self.currentHierarchy()
-        hasInput = p.inputVolume is not None
+        problem = self.sequenceProblem()  # other sequences off the input's grid: nothing can be run
+        hasInput = p.inputVolume is not None and not problem
         levelMaximum = max(0, hierarchy.n_levels - 1) if hierarchy is not None else 0
         level = min(int(p.level), levelMaximum)
         if hierarchy is None:
@@ -305,10 +329,10 @@ class PanelController:
             addStructureEnabled=hierarchy is not None and p.seedPoints is not None and not busy,
             undoEnabled=p.outputSegmentation is not None and self.logic.canUndo(p.outputSegmentation),
             show3DEnabled=p.outputSegmentation is not None or p.previewSegmentation is not None,
-            exportEnabled=hierarchy is not None and hasInput and not busy,
+            exportEnabled=hierarchy is not None and p.inputVolume is not None and not busy,
             showInSegmentEditorEnabled=p.outputSegmentation is not None,
             levelText=levelText,
-            status=self.status,
+            status=problem or self.status,
             progress=self.progress,
             progressFormat=self.progressFormat,
             deviceLabels=labels,
@@ -333,13 +357,14 @@ class PanelController:
         return False
 
     def train(self) -> bool:
-        """Start training an encoder on the input volume; False when nothing was started."""
+        """Start training an encoder on the input volume (and its other sequences); False when nothing was started."""
         p = self.parameters
         if p is None or p.inputVolume is None or self.job is not None or not self.ensureDependencies():
             return False
+        volumes = self.sequenceVolumes()
         device, self.status = choose_device(p.device, self.accelerators)
         job = self.logic.startTrainingJob(
-            [p.inputVolume],
+            [volumes if len(volumes) > 1 else p.inputVolume],
             epochs=p.epochs or None,
             device=device,
             onProgress=self._onProgress,
@@ -353,12 +378,13 @@ class PanelController:
         self.status = f"Encoder trained: {self.parameters.modelPath}"
 
     def segment(self) -> bool:
-        """Start computing the hierarchy of the input volume; False when nothing was started."""
+        """Start computing the hierarchy of the input volume (its other sequences as more channels); False when
+        nothing was started. Sequences on different grids are refused (InputError) before any job starts."""
         p = self.parameters
         if p is None or p.inputVolume is None or self.job is not None or not self.ensureDependencies():
             return False
+        volumeNode, *extraVolumes = self.sequenceVolumes()
         device, self.status = choose_device(p.device, self.accelerators)
-        volumeNode = p.inputVolume
         job = self.logic.startSegmentationJob(
             volumeNode,
             modelPath=p.modelPath or None,
@@ -366,6 +392,7 @@ class PanelController:
             device=device,
             onProgress=self._onProgress,
             onOutput=_logOutput,
+            extraVolumes=extraVolumes,
         )
         self._begin(job, lambda finished: self._segmentationSucceeded(finished, volumeNode))
         return True

@@ -26,6 +26,7 @@ from CUTSSegmentationJobs import (
     segment_args,
     train_args,
 )
+from CUTSSegmentationJobs.engine import InputError
 from CUTSSegmentationMRML import (
     PERSISTENT,
     SegmentationUndo,
@@ -46,7 +47,8 @@ from CUTSSegmentationMRML import (
     show_in_3d,
     store_hierarchy_in_scene,
 )
-from CUTSSegmentationMRML.volume_files import write_volume_file
+from CUTSSegmentationMRML.sequences import check_sequence_volumes, sequence_volumes
+from CUTSSegmentationMRML.volume_files import sequence_file_names, write_volume_file
 
 from .dependencies import DependencyInstaller
 
@@ -92,8 +94,16 @@ class SegmentationLogic:
         device: str = "auto",
         seed: int = 0,
         progress=None,
+        extraVolumes=None,
     ):
-        """Train an encoder on one volume node or a list of them, in this process (blocks). Returns the model."""
+        """Train an encoder in this process (blocks) and return the model.
+
+        volumes: one volume node, or a list of cases, each a volume node or a list of one case's co-registered
+        sequences (channels in that order), e.g. ``[[flair1, t1c1], [flair2, t1c2]]``. extraVolumes: the other
+        sequences of a single case, ``train(flair, extraVolumes=[t1c])``.
+        """
+        if extraVolumes:
+            volumes = [sequence_volumes(volumes, extraVolumes)]
         return in_process.train_on_volumes(
             volumes,
             epochs=epochs,
@@ -112,21 +122,27 @@ class SegmentationLogic:
         progress=None,
         segmentationNode=None,
         level=None,
+        extraVolumes=None,
     ):
         """Segment a volume node in this process (blocks) and return the Hierarchy.
 
         model: a trained model, a .safetensors path, or None (train on volumeNode first, `epochs` epochs).
-        The hierarchy is also stored in the scene (saved with it). With segmentationNode, `level` (default:
-        the middle level) is pushed into it.
+        extraVolumes (or a list of nodes as volumeNode): more co-registered sequences of the same case, e.g.
+        ``segment(flair, extraVolumes=[t1c])``, stacked as channels in that order on the first volume's grid
+        (a volume on another grid is refused: resample it with Modules > Resample Scalar/Vector/DWI Volume).
+        The hierarchy is stored in the scene with the first volume (saved with it). With segmentationNode,
+        `level` (default: the middle level) is pushed into it.
         """
+        volumeNodes = sequence_volumes(volumeNode, extraVolumes)
         hierarchy = in_process.segment_volume(
-            volumeNode,
+            volumeNodes,
             model,
             device=device,
             epochs=epochs,
             seed=seed,
             progress=progress or log_progress,
         )
+        volumeNode = volumeNodes[0]
         self.addHierarchyToScene(hierarchy, volumeNode)
         if segmentationNode is not None:
             self.pushLevel(
@@ -308,10 +324,24 @@ class SegmentationLogic:
         onProgress=None,
         onOutput=None,
     ) -> EngineJob:
-        """Write the volumes to the job's temporary folder and start `cuts train` in the background."""
+        """Write the volumes to the job's temporary folder and start `cuts train` in the background.
+
+        Each entry of volumeNodes is a case: a volume node, or a list of its co-registered sequences (every case
+        with as many; grids are checked before the job starts).
+        """
+        cases = [sequence_volumes(case) for case in volumeNodes]
+        for case in cases:
+            check_sequence_volumes(case)
+        counts = {len(case) for case in cases}
+        if len(counts) != 1:
+            raise InputError(f"every case needs the same number of sequences, got {sorted(counts)}")
         job = self._newJob("CUTS training", onProgress, onOutput)
         try:
-            inputs = [write_volume_file(node, job.path(f"input{i}.nrrd")) for i, node in enumerate(volumeNodes)]
+            inputs = [
+                write_volume_file(node, job.path(f"case{i}", name) if len(case) > 1 else job.path(f"input{i}.nrrd"))
+                for i, case in enumerate(cases)
+                for node, name in zip(case, sequence_file_names(case))
+            ]
             job.start(
                 train_args(
                     inputs,
@@ -319,6 +349,7 @@ class SegmentationLogic:
                     epochs=epochs,
                     device=device,
                     seed=seed,
+                    sequences=counts.pop(),
                 )
             )
         except BaseException:
@@ -341,14 +372,22 @@ class SegmentationLogic:
         seed: int = 0,
         onProgress=None,
         onOutput=None,
+        extraVolumes=None,
     ) -> EngineJob:
-        """Write the volume to the job's temporary folder and start `cuts segment` in the background."""
+        """Write the volume to the job's temporary folder and start `cuts segment` in the background.
+
+        extraVolumes: more co-registered sequences of the same case (channels after volumeNode, in that
+        order); their grids are checked here, before any file is written or process started.
+        """
+        volumeNodes = sequence_volumes(volumeNode, extraVolumes)
+        check_sequence_volumes(volumeNodes)
         job = self._newJob("CUTS segmentation", onProgress, onOutput)
         try:
-            inputPath = write_volume_file(volumeNode, job.path("input.nrrd"))
+            names = sequence_file_names(volumeNodes)
+            inputPaths = [write_volume_file(node, job.path(name)) for node, name in zip(volumeNodes, names)]
             job.start(
                 segment_args(
-                    inputPath,
+                    inputPaths,
                     job.path("result"),
                     model=modelPath,
                     epochs=epochs,

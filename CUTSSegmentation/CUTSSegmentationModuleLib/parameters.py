@@ -27,7 +27,10 @@ MAX_EPOCHS = 1000
 class CUTSSegmentationParameterNode:
     """The parameters of the module, saved with the scene.
 
-    inputVolume - The scalar or RGB vector volume to segment.
+    inputVolume - The scalar or RGB vector volume to segment (its grid is the grid of every result).
+    secondVolume, thirdVolume - Optional other sequences of the same case (scalar volumes on inputVolume's grid),
+        stacked after it as channels. Two fields, not a list: Slicer's wrapper binds no widget to a list of nodes.
+        (A vector volume, a subclass, passes the wrapper; the controller refuses it among several sequences.)
     epochs - Training epochs; 0 means "auto" (the engine picks for the device).
     device - "auto", "cpu", "cuda" or "mps" (cuda and mps fall back to the CPU without that GPU).
     modelPath - The encoder (.safetensors) used by condensation; empty: train on the input first.
@@ -41,6 +44,8 @@ class CUTSSegmentationParameterNode:
 
     # typing.Optional/Union, not "X | None": the wrapper of Slicer 5.8 (Python 3.9) reads typing.Union only.
     inputVolume: Optional[Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode]]
+    secondVolume: Optional[vtkMRMLScalarVolumeNode]
+    thirdVolume: Optional[vtkMRMLScalarVolumeNode]
     epochs: Annotated[int, WithinRange(0, MAX_EPOCHS)] = 0
     device: Annotated[str, Choice(list(DEVICE_CHOICES))] = "auto"
     modelPath: str = ""

@@ -78,6 +78,9 @@ class ImageData:
     source: Optional[str] = None
     #: numpy dtype name of the pixels as stored in the file ("uint8" for PNG/JPG); picks the normalisation.
     source_dtype: Optional[str] = None
+    #: Where each channel came from when co-registered sequences were stacked (`io.sequences`), in channel
+    #: order; empty for an image read from one file.
+    sequences: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.array.ndim != 4:

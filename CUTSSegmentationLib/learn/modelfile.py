@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from safetensors.torch import load as st_load
@@ -18,6 +18,7 @@ from safetensors.torch import save as st_save
 from ..core.device import resolve_device
 from ..core.errors import ModelFileError
 from ..core.imagedata import ImageData
+from ..io.sequences import describe_sequences, sequence_names
 from ..io.staging import atomic_write_files
 from .encoder import ClusterHead, CUTSEncoder
 
@@ -260,13 +261,32 @@ def _describe_channels(n: int) -> str:
     return {1: "1 channel (grey)", 3: "3 channels (RGB)"}.get(n, f"{n} channels")
 
 
+def _describe_input(n: int, names: Sequence[str], kind: str = "") -> str:
+    """Say "2 sequences (flair.nii.gz, t1c.nii.gz)" when each channel is a named sequence, else the channel kind."""
+    if n > 1 and len(names) == n:
+        return f"{n} sequences ({', '.join(names)})"
+    return kind + _describe_channels(n)
+
+
 def check_compatible(model: TrainedModel, image: ImageData) -> None:
-    """Raise `ModelFileError` when the image cannot be fed to this model (channel count differs)."""
+    """Raise `ModelFileError` when the image cannot be fed to this model (channel count differs).
+
+    The message names the sequences the model was trained on (card "sequences", absent from older cards)
+    and those given, so a missing or extra sequence is plain.
+    """
     if model.channels != image.channels:
-        name = Path(image.source).name if image.source else "the image"
+        trained_on = model.card.get("sequences")
+        trained_on = [str(n) for n in trained_on] if isinstance(trained_on, list) else []
+        given = sequence_names(image)
+        name = describe_sequences(image)
+        how = (
+            f"give {model.channels} sequences in the same order"
+            if len(trained_on) == model.channels > 1
+            else "train a model on images like this one or pick a matching model"
+        )
         raise ModelFileError(
-            f"the model was trained on images with {_describe_channels(model.channels)} but {name} has "
-            f"{_describe_channels(image.channels)}; train a model on images like this one or pick a matching model"
+            f"the model was trained on {_describe_input(model.channels, trained_on, 'images with ')} but {name} has "
+            f"{_describe_input(image.channels, given)}; {how}"
         )
     entry = model.card.get("normalisation")
     mode = entry.get("mode") if isinstance(entry, dict) else entry

@@ -21,6 +21,7 @@ from ..core.device import describe_device, is_accelerator, resolve_device
 from ..core.errors import CUTSError, InputError
 from ..core.imagedata import ImageData
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from ..io.sequences import sequence_names
 from .encoder import PATCH_SIZE, CUTSEncoder
 from .losses import DEFAULT_LAMBDA, DEFAULT_TEMPERATURE
 from .modelfile import TrainedModel, save_model
@@ -283,6 +284,8 @@ def _model_card(
     card: dict[str, Any] = {
         "library_version": __version__,
         "channels": crops.channels,
+        # The first case's sequence names in channel order: which sequences, in which order, a user gives.
+        "sequences": list(sequence_names(crops.images[0])),
         "embed_dim": cfg.embed_dim,
         "receptive_field": encoder.receptive_field,
         "normalisation": norm_entry,

@@ -29,6 +29,8 @@ class PanelParameters:
     """The fields of CUTSSegmentationParameterNode with their defaults."""
 
     inputVolume: Any = None
+    secondVolume: Any = None
+    thirdVolume: Any = None
     epochs: int = 0
     device: str = "auto"
     modelPath: str = ""

@@ -1,13 +1,17 @@
-"""Segment one image or volume with CUTS without a GUI and write a Slicer .seg.nrrd.
+"""Segment one image or volume (or the co-registered sequences of one case) with CUTS without a GUI and write a
+Slicer .seg.nrrd.
 
 Runs unchanged in two places:
 
     Slicer --no-main-window --python-script batch.py --input IN --output OUT.seg.nrrd [options]
     python batch.py --input IN --output OUT.seg.nrrd [options]     # `slicer` from PyPI slicer-core
+    python batch.py --input flair.nii.gz --input t1c.nii.gz --output OUT.seg.nrrd   # two sequences, one case
 
 Both go through a real MRML scene (Slicer's scene, or a new one from slicer-core): the input is loaded as
 a volume node, segmented with the engine, the chosen level (or the structure under --seed) is pushed into
-a segmentation node by the module's MRML bridge, and the segmentation storage node writes the file. That
+a segmentation node by the module's MRML bridge, and the segmentation storage node writes the file. Several
+--input files are one case's co-registered sequences, stacked as channels in the order given; they must share
+the first one's voxel grid, which the output takes (checked before the long computation). That
 is the same path the module panel takes, so a batch result matches what the panel shows. With
 --keep-seed, each structure under a seed is appended as a named, tagged segment, as "Add to segmentation"
 does; an --output that exists is read first and its segments are written back unchanged.
@@ -65,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--input",
         required=True,
-        help="image or volume file (NRRD, NIfTI, MHA, PNG, JPG, TIFF, ...)",
+        action="append",
+        help="image or volume file (NRRD, NIfTI, MHA, PNG, JPG, TIFF, ...); repeat it for the other co-registered "
+        "sequences of the same case (channels in the order given; the output takes the first one's grid)",
     )
     parser.add_argument("--output", required=True, help="output segmentation file, ending in .seg.nrrd")
     parser.add_argument(
@@ -145,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from CUTSSegmentationMRML.bridge import read_segmentation_file
     from CUTSSegmentationMRML.in_process import load_model_file, segment_volume
+    from CUTSSegmentationMRML.sequences import check_sequence_volumes
     from CUTSSegmentationMRML.volume_files import read_volume_file
 
     # Everything that can be checked before the long computation is checked first.
@@ -162,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     scene = _scene()
-    volume_node = read_volume_file(scene, args.input)
+    volume_nodes = [read_volume_file(scene, path) for path in args.input]
+    check_sequence_volumes(volume_nodes)
+    volume_node = volume_nodes[0]
     shape_zyx = tuple(reversed(volume_node.GetImageData().GetDimensions()))
     for point in ([seed] if seed is not None else []) + keep_seeds:
         seed_to_index(point, shape_zyx)
@@ -178,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.random_seed,
         progress=ConsoleProgress(sys.stderr),
+        extra_volumes=volume_nodes[1:],
     )
     if keep_seeds:
         ensure_segmentation_converters(scene)

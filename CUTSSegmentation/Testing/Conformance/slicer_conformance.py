@@ -94,6 +94,8 @@ class PlaceholderApplication(PlaceholderWidget):
 #: The parameter node's fields and their defaults on a fresh scene.
 FIELD_DEFAULTS = {
     "inputVolume": None,
+    "secondVolume": None,
+    "thirdVolume": None,
     "epochs": 0,
     "device": "auto",
     "modelPath": "",
@@ -273,6 +275,10 @@ def run_checks(source: Path, report: Report) -> None:
 
     allowed = {
         "inputVolume": [None, nodes["scalar"], nodes["vector"], None],
+        # A vector volume is a scalar volume's subclass, so the wrapper takes it; the selector (showChildNodeTypes
+        # false) does not offer it and the controller refuses it among several sequences.
+        "secondVolume": [None, nodes["scalar"], nodes["vector"], None],
+        "thirdVolume": [None, nodes["scalar"], None],
         "epochs": [0, 1, MAX_EPOCHS // 2, MAX_EPOCHS, 0],
         "device": [*DEVICE_CHOICES, "auto"],
         "modelPath": [
@@ -290,6 +296,8 @@ def run_checks(source: Path, report: Report) -> None:
     }
     rejected = {
         "inputVolume": [nodes["segmentation"], nodes["model"], "scalar"],
+        "secondVolume": [nodes["segmentation"], nodes["model"]],
+        "thirdVolume": [nodes["table"], "scalar"],
         "epochs": [-1, MAX_EPOCHS + 1],
         "device": ["tpu", ""],
         "hierarchyNode": [nodes["scalar"]],
@@ -324,6 +332,8 @@ def run_checks(source: Path, report: Report) -> None:
         choices = [
             {
                 "inputVolume": nodes["vector"],
+                "secondVolume": nodes["scalar"],
+                "thirdVolume": nodes["scalar"],
                 "epochs": 7,
                 "device": DEVICE_CHOICES[-1],
                 "modelPath": "/m/é.safetensors",
