@@ -230,9 +230,13 @@ def _child_main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     from CUTSSegmentationLib import pipeline
     from CUTSSegmentationLib.io.reading import read_image
+    from CUTSSegmentationLib.io.sequences import read_sequences
 
     t0 = time.perf_counter()
-    images = [read_image(p) for p in args.inputs]
+    if args.command == "segment":
+        images = [read_sequences(args.inputs)]  # several inputs: the channels of one image
+    else:
+        images = [read_image(p) for p in args.inputs]
     read_s = time.perf_counter() - t0
     report: dict[str, Any] = {"read_s": read_s}
     if args.command == "train":

@@ -108,7 +108,7 @@ def case_table(rows: Sequence[dict[str, Any]], click: str) -> list[str]:
         best = best_baseline(row)
         level = run.get("best_level_label_hint")
         cells = [
-            row["case"] + (" (sanity)" if row["group"] == "sanity" else ""),
+            row["case"] + (f" ({row['group']})" if row["group"] != "expert" else ""),
             f"{row['structure']} ({row['structure_voxels']:,})",
             f"**{_cell(_engine_score(row, SELF_TRAINED, click))}**",
             _cell(_engine_score(row, DATASET_ENCODER, click)),
@@ -180,6 +180,26 @@ def speed_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def sequences_table(rows: Sequence[dict[str, Any]], click: str) -> list[str]:
+    """Each multi-sequence case beside the single-sequence case of the same structure (its first sequence)."""
+    single = {(tuple(r["inputs"][:1]), r["structure"]): r for r in rows if len(r["inputs"]) == 1}
+    head = ["structure", "first sequence alone", "all sequences as channels", "best baseline (first sequence)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        if len(row["inputs"]) < 2:
+            continue
+        alone = single.get((tuple(row["inputs"][:1]), row["structure"]))
+        best = best_baseline(row)
+        cells = [
+            f"{row['case']}: {row['structure']}",
+            _cell(_engine_score(alone, SELF_TRAINED, click)) if alone else "-",
+            f"**{_cell(_engine_score(row, SELF_TRAINED, click))}** ({' + '.join(Path(p).name for p in row['inputs'])})",
+            f"{_cell(row['baselines'][best])} ({best})",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
 def markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], figure: Optional[str]) -> str:
     click = meta["headline_click"]
     machine = machine_facts()
@@ -195,7 +215,8 @@ def markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], figure: Optio
             "`pipeline.segment` self-trained with the defaults per volume (child process); *dataset encoder*: one "
             "encoder trained on the dataset's volumes. Oracle columns use the reference to choose (label hint, best "
             "k, best level) and are not what a user gets. *sanity* cases have TotalSegmentator's output as "
-            "reference and are left out of the means."
+            "reference and are left out of the means; *multi-sequence* cases segment FLAIR and contrast T1 together "
+            "as two channels (baselines on FLAIR, as in the FLAIR-only row) and are averaged apart."
         ),
         "",
         (
@@ -213,7 +234,11 @@ def markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], figure: Optio
         "k-means + component (seed-point Dice) for each k:",
         "",
     ]
-    lines += kmeans_table(rows)
+    lines += kmeans_table([r for r in rows if r["group"] != "multi-sequence"])
+    several = sequences_table(rows, click)
+    if several:
+        lines += ["", "Several sequences at once (seed-point Dice / HD95 mm, self-trained, same click):", ""]
+        lines += several
     lines += [
         "",
         (

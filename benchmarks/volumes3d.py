@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 import volume_baselines as baselines  # noqa: E402
 import volume_engine as engine  # noqa: E402
 from volume_cases import (  # noqa: E402
-    CASES,
+    ALL_CASES,
     Case,
     load_reference,
     load_volume,
@@ -223,7 +223,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    cases = select_cases(args.cases, CASES)
+    cases = select_cases(args.cases, ALL_CASES)
     if not cases:
         parser.error("no case matches --cases")
     epochs = args.train_epochs if args.train_epochs is not None else (2 if args.quick else None)

@@ -47,6 +47,7 @@ def block_mean(image: ImageData, factor: int) -> ImageData:
         is_2d=image.is_2d,
         source=image.source,
         source_dtype=image.source_dtype,
+        sequences=image.sequences,
     )
 
 
