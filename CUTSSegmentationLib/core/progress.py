@@ -146,9 +146,9 @@ class ConsoleProgress:
         if update.overall is None:
             return f"{update.stage:<14} [{bar}] {100 * fraction:5.1f}% {update.message}"[:200]
         left = format_time_left(update.eta_s)
-        detail = f"{update.stage}: {update.message}".strip().rstrip(":")
-        detail = detail if len(detail) <= 80 else detail[:77] + "..."
-        return f"[{bar}] {100 * fraction:3.0f}% {detail}" + (f", {left}" if left else "")
+        message = update.message if len(update.message) <= 70 else update.message[:67] + "..."
+        line = f"{update.stage:<10} [{bar}] {100 * fraction:3.0f}% {message}".rstrip()
+        return line + (f", {left}" if left else "")
 
 
 class LineProgress:
