@@ -77,9 +77,9 @@ class OverallProgress:
             self.set_plan(plan)
 
     def set_plan(self, plan: JobPlan) -> None:
-        """Follow this plan from now on, unless a job with a plan is still under way (it includes this one:
-        `segment` plans the training it runs, and `train` then keeps that plan)."""
-        if self.plan is not None and self.overall < 1.0:
+        """Follow this plan from now on, unless it is a part of the current plan still ahead (`segment` plans
+        the training it runs, and `train` then keeps that plan); any other plan is a new job."""
+        if self._plan_ahead(plan):
             return
         self.plan = plan if self.writes_outputs else plan.without(CALLER_STAGES)
         self.overall = 0.0
@@ -87,6 +87,16 @@ class OverallProgress:
         self._start = self._last = self.clock()
         self._total_s = self.plan.total_s
         self.eta_s = self._total_s
+
+    def _plan_ahead(self, plan: JobPlan) -> bool:
+        """True when every stage of `plan` is in the current plan and none of them has started yet."""
+        if self.plan is None or self.overall >= 1.0 or not plan.stages:
+            return False
+        names = self.plan.names
+        if not all(name in names for name in plan.names):
+            return False
+        position = names.index(self._stage) if self._stage is not None else -1
+        return names.index(plan.names[0]) > position
 
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
         if self.plan is None:

@@ -176,3 +176,22 @@ def test_the_last_stage_ends_the_job_exactly() -> None:
     for stage in plan.names:
         overall(stage, 1.0)
     assert recorder.updates[-1].overall == 1.0 and recorder.updates[-1].eta_s == 0.0
+
+
+def test_a_plan_inside_the_current_one_is_kept_and_another_starts_a_new_job() -> None:
+    """`segment` plans its own training (train keeps that plan); the next call (the demo's second input,
+    or a job after one whose files were written without progress) starts again at 0."""
+    recorder = Recorder()
+    overall = OverallProgress(None, recorder, writes_outputs=True)
+    overall.set_plan(plan_segment(100_000, train_steps=10))
+    overall.set_plan(JobPlan((("train", 5.0),)))  # the training `segment` runs
+    assert overall.plan.names == ("train", "embed", "condense", "levels", "write")
+    for stage in ("train", "embed", "condense", "levels"):
+        overall(stage, 1.0)
+    assert 0.9 < overall.overall < 1.0  # the files were not written through this callback
+    overall.set_plan(JobPlan((("train", 5.0),)))
+    assert overall.plan.names == ("train",) and overall.overall == 0.0
+    overall("train", 0.5)
+    assert recorder.updates[-1].overall == 0.5
+    overall.set_plan(plan_segment(100_000))  # another job's plan (not a part of this one ahead): a new job
+    assert overall.plan.names == ("embed", "condense", "levels", "write") and overall.overall == 0.0
