@@ -122,6 +122,7 @@ class ConsoleProgress:
             return
         if overall is None and new_stage and self._stage is not None and self._tty:
             self.stream.write("\n")
+            self._shown = ""
         self._stage = update.stage
         self._last = now
         line = self._line(update, fraction)
@@ -135,6 +136,8 @@ class ConsoleProgress:
                 self._stage, self._shown = None, ""
         else:
             tenth = int(fraction * 10)
+            if tenth < self._tenth:  # a new job (the whole fraction never goes back within one)
+                self._tenth = -1
             if new_stage or finished or (overall is not None and tenth > self._tenth):
                 self.stream.write(line + "\n")
             self._tenth = max(self._tenth, tenth)

@@ -195,3 +195,14 @@ def test_a_plan_inside_the_current_one_is_kept_and_another_starts_a_new_job() ->
     assert recorder.updates[-1].overall == 0.5
     overall.set_plan(plan_segment(100_000))  # another job's plan (not a part of this one ahead): a new job
     assert overall.plan.names == ("embed", "condense", "levels", "write") and overall.overall == 0.0
+
+
+def test_console_bar_on_a_log_file_starts_again_for_the_next_job() -> None:
+    stream = io.StringIO()
+    bar = ConsoleProgress(stream, min_interval=0.0)
+    for _job in range(2):
+        for i in range(21):
+            bar.on_update(ProgressUpdate("condense", i / 20, "", overall=i / 20, eta_s=20.0 - i))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 * 11  # each job: its start, every tenth (the last one its end)
+    assert [line.split("%")[0][-3:].strip() for line in lines[11:]] == [str(10 * k) for k in range(11)]
