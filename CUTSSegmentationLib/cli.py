@@ -23,6 +23,7 @@ from .condense.structures import structure_at_seed
 from .core.errors import InputError
 from .core.exit_codes import EXIT_OK, run_command
 from .core.imagedata import ImageData
+from .core.overall_progress import OverallProgress
 from .core.progress import ConsoleProgress, LineProgress, ProgressCallback, no_progress
 from .demo import run_demo
 from .io.formats import LABEL_EXTENSIONS, file_extension
@@ -48,12 +49,16 @@ MAX_RANDOM_SEED = 2**63 - 1
 
 # ------------------------------------------------------------------------------------------- helpers
 def _progress(kind: str) -> ProgressCallback:
-    """The progress reporter ``--progress`` names: a bar on stderr, lines on stdout, or nothing."""
+    """The progress reporter ``--progress`` names: a bar on stderr, lines on stdout, or nothing.
+
+    The bar and the lines show the whole job's fraction and the time left once a pipeline call gives its plan;
+    the files written after `segment` count as the plan's last stage.
+    """
     if kind == "lines":
-        return LineProgress(sys.stdout)
+        return OverallProgress(None, LineProgress(sys.stdout), writes_outputs=True)
     if kind == "none":
         return no_progress
-    return ConsoleProgress(sys.stderr)
+    return OverallProgress(None, ConsoleProgress(sys.stderr), writes_outputs=True)
 
 
 def _parse_floats(text: str, name: str, counts: Sequence[int]) -> tuple[float, ...]:

@@ -7,6 +7,7 @@ one place. Every step reports progress and honours a `CancelToken`.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Optional, Sequence
 
@@ -17,17 +18,19 @@ from .condense.condensation import CondensationConfig, CondensationResult, conde
 from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy
 from .condense.persistence import persistent_level_indices, persistent_structures
-from .core.device import resolve_device
+from .core.device import is_accelerator, resolve_device
 from .core.errors import InputError
 from .core.imagedata import ImageData
+from .core.job_plan import JobPlan, plan_segment, plan_train
 from .core.label_dtypes import smallest_uint
+from .core.overall_progress import track_overall
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from .core.working_grid import block_mean, in_plane_factor, to_image_grid, working_spacing_zyx
 from .io.memory import check_fits_in_memory
 from .io.validation import validate_image
 from .learn.embedding import compute_embeddings
 from .learn.modelfile import TrainedModel, check_compatible
-from .learn.training import TrainConfig, train_encoder
+from .learn.training import TrainConfig, _usable_slices, train_encoder
 
 
 def train(
@@ -85,6 +88,10 @@ def train(
     for image in images:
         validate_image(image)
     config = TrainConfig(epochs=epochs, device=device, seed=seed, **config_overrides)
+    torch_device = resolve_device(device)
+    progress = track_overall(
+        progress, plan_train(*_training_schedule(images, config, torch_device), _kind(torch_device))
+    )
     return train_encoder(list(images), config, progress=progress, cancel=cancel, checkpoint_path=checkpoint_path)
 
 
@@ -182,6 +189,7 @@ def segment(
     torch_device = resolve_device(device)
     factor = in_plane_factor(image)
     working = block_mean(image, factor)
+    progress = track_overall(progress, _segment_plan(image, working, model, train_epochs, torch_device))
     if model is None:
         t0 = time.perf_counter()
         model = train([working], epochs=train_epochs, device=device, seed=seed, progress=progress, cancel=cancel)
@@ -212,6 +220,7 @@ def segment(
     timings["condense_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    progress("levels", 0.0, "label maps of the kept levels")
     info = {
         "library_version": __version__,
         "source": image.source,
@@ -225,6 +234,36 @@ def segment(
     hierarchy.info["timings"] = timings
     progress("done", 1.0, f"{hierarchy.n_levels} levels: {list(map(int, hierarchy.n_clusters))} clusters")
     return hierarchy
+
+
+def _kind(device) -> str:
+    """The job plan's kind of device."""
+    return "accelerator" if is_accelerator(device) else "cpu"
+
+
+def _segment_plan(image: ImageData, working: ImageData, model, train_epochs: Optional[int], device) -> JobPlan:
+    """The stages `segment` runs (training only without a model) and their estimated seconds."""
+    steps, crop, batch = (0, 0, 1)
+    if model is None:
+        steps, crop, batch = _training_schedule([working], TrainConfig(epochs=train_epochs), device)
+    return plan_segment(
+        working.n_pixels,
+        image_voxels=image.n_pixels,
+        train_steps=steps,
+        crop_size=crop,
+        batch_size=batch,
+        device_kind=_kind(device),
+    )
+
+
+def _training_schedule(images: Sequence[ImageData], config: TrainConfig, device) -> tuple[int, int, int]:
+    """Optimiser steps, crop side and crops per step `train_encoder` will run with `config` (for the job plan)."""
+    n_slices = max(1, len(_usable_slices(images)))
+    cfg = config.resolved(device, n_slices, volumes=any(not im.is_2d for im in images))
+    assert cfg.epochs is not None and cfg.crop_size is not None
+    steps = cfg.epochs * math.ceil(cfg.samples_per_epoch(n_slices) / cfg.batch_size)
+    crop = min(cfg.crop_size, min(min(im.array.shape[1:3]) for im in images))
+    return steps, crop, cfg.batch_size
 
 
 def _card_summary(model) -> dict[str, Any]:

@@ -8,7 +8,10 @@ import importlib
 import pytest
 
 MODULES = [
+    "CUTSSegmentationLib.core.job_plan",
     "CUTSSegmentationLib.core.label_dtypes",
+    "CUTSSegmentationLib.core.overall_progress",
+    "CUTSSegmentationLib.core.progress",
     "CUTSSegmentationLib.condense.hierarchy",
     "CUTSSegmentationLib.io.validation",
     "CUTSSegmentationLib.learn.objective",

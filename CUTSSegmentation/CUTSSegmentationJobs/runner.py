@@ -33,16 +33,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
-from .engine import ENGINE_PACKAGE, engine_package, parse_progress_line
+from .engine import ENGINE_PACKAGE, ProgressLine, engine_package, parse_progress_line
 from .environment import CREATE_NO_WINDOW, hidden_console_options
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: How long `cancel()` waits for the killed process tree to be reaped.
 KILL_WAIT_S = 10.0
 
-ProgressHandler = Callable[[str, float, str], None]
+#: stage, the stage's fraction, message, the whole job's fraction and the seconds left (None: not reported)
+ProgressHandler = Callable[[str, float, str, Optional[float], Optional[float]], None]
 LineHandler = Callable[[str], None]
 
 
@@ -234,7 +235,7 @@ class EngineJob:
             self.work_dir = Path(work_dir)
             self.work_dir.mkdir(parents=True, exist_ok=True)
         self.command: list[str] = []
-        self.last_progress: tuple[str, float, str] | None = None
+        self.last_progress: ProgressLine | None = None
         self.result: JobResult | None = None
         self._process: subprocess.Popen | None = None
         self._queue: queue.Queue[tuple[str, str | None]] = queue.Queue()

@@ -21,7 +21,7 @@ from CUTSSegmentationJobs import (
     choose_device,
     device_label,
 )
-from CUTSSegmentationJobs.engine import InputError
+from CUTSSegmentationJobs.engine import InputError, format_time_left
 from CUTSSegmentationMRML import (
     PERSISTENT,
     ROLE,
@@ -153,6 +153,41 @@ class PanelState:
     progress: int = 0
     progressFormat: str = "%p%"
     deviceLabels: tuple[str, ...] = ()
+
+
+#: The engine's stages as the panel names them (others are shown as the engine names them).
+STAGE_TITLES = {
+    "train": "Training",
+    "checkpoint": "Saving the model",
+    "embed": "Embedding",
+    "condense": "Condensation",
+    "levels": "Building the levels",
+    "write": "Writing the results",
+    "done": "Finishing",
+}
+
+
+def progress_text(
+    stage: str, fraction: float, message: str, overall: float | None, eta_s: float | None
+) -> tuple[int, str, str]:
+    """(bar value 0-100, bar format, status line) for one progress report of a background job.
+
+    The bar shows the whole job when the engine reports it (`overall`), else the stage's own fraction with the
+    stage in the bar; the status line names the stage, its message and the time left.
+
+    Examples
+    --------
+    >>> progress_text("embed", 0.5, "slice 3/6", 0.42, 250.0)
+    (42, '%p%', 'Embedding: slice 3/6 (about 4 min left)')
+    >>> progress_text("train", 0.25, "epoch 1/4", None, None)
+    (25, 'train: %p%', 'Training: epoch 1/4')
+    """
+    shown = fraction if overall is None else overall
+    value = round(100 * max(0.0, min(1.0, float(shown))))
+    barFormat = f"{stage}: %p%" if overall is None else "%p%"
+    status = STAGE_TITLES.get(stage, stage) + (f": {message}" if message else "")
+    left = format_time_left(eta_s)
+    return value, barFormat, status + (f" ({left})" if left else "")
 
 
 def node_id(node: Any) -> str | None:
@@ -467,10 +502,10 @@ class PanelController:
         self.progress = 0
         self.progressFormat = "%p%"
 
-    def _onProgress(self, stage: str, fraction: float, message: str) -> None:
-        self.progress = round(100 * max(0.0, min(1.0, fraction)))
-        self.progressFormat = f"{stage}: %p%"
-        self.status = message
+    def _onProgress(
+        self, stage: str, fraction: float, message: str, overall: float | None = None, eta_s: float | None = None
+    ) -> None:
+        self.progress, self.progressFormat, self.status = progress_text(stage, fraction, message, overall, eta_s)
 
     def poll(self) -> JobResult | None:
         """Handle the job's output so far; once it ended, take its results and return how it ended."""

@@ -33,4 +33,5 @@ def write_segmentation_outputs(hierarchy, image, folder: Path, progress: Progres
     )
     progress("write", 0.75, "segmentation.seg.nrrd")
     written.append(save_montage(hierarchy, folder / "levels.png", image=image.array))
+    progress("write", 1.0, "levels.png")
     return written

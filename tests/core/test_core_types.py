@@ -8,7 +8,12 @@ import pytest
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
 from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
-from CUTSSegmentationLib.core.progress import LineProgress, parse_progress_line
+from CUTSSegmentationLib.core.progress import (
+    PROGRESS_LINE_PREFIX,
+    LineProgress,
+    ProgressUpdate,
+    parse_progress_line,
+)
 
 
 def oblique_geometry() -> Geometry:
@@ -92,5 +97,29 @@ def test_progress_lines_round_trip(capsys) -> None:
 
     LineProgress(stream=sys.stdout, min_interval=0)("train", 0.25, "loss 0.1")
     out = capsys.readouterr().out
-    assert parse_progress_line(out) == ("train", 0.25, "loss 0.1")
+    assert parse_progress_line(out) == ("train", 0.25, "loss 0.1", None, None)
     assert parse_progress_line("hello world") is None
+    assert parse_progress_line(f"{PROGRESS_LINE_PREFIX} train") is None
+    assert parse_progress_line(f"{PROGRESS_LINE_PREFIX} train half") is None
+
+
+def test_progress_lines_with_the_whole_job_round_trip() -> None:
+    import io
+
+    stream = io.StringIO()
+    line_progress = LineProgress(stream=stream, min_interval=0)
+    line_progress.on_update(ProgressUpdate("embed", 0.5, "slice 3/6", overall=0.4213, eta_s=95.4))
+    line_progress.on_update(ProgressUpdate("done", 1.0, "", overall=0.9))
+    line_progress.on_update(ProgressUpdate("write", 1.0, "eta=3 is part of the message", overall=1.0, eta_s=0.0))
+    first, second, third = stream.getvalue().splitlines()
+    assert parse_progress_line(first) == ("embed", 0.5, "slice 3/6", 0.4213, 95.0)
+    assert parse_progress_line(second) == ("done", 1.0, "", 0.9, None)
+    assert parse_progress_line(third) == ("write", 1.0, "eta=3 is part of the message", 1.0, 0.0)
+    # A message that merely starts like a field stays a message in an old-format line.
+    assert parse_progress_line(f"{PROGRESS_LINE_PREFIX} train 0.5000 overall=high") == (
+        "train",
+        0.5,
+        "overall=high",
+        None,
+        None,
+    )

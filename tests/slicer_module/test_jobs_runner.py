@@ -69,7 +69,7 @@ def _script(body: str) -> list[str]:
 
 
 def test_job_streams_progress_and_output(tmp_path: Path):
-    seen: list[tuple[str, float, str]] = []
+    seen: list[tuple] = []
     output: list[str] = []
     job = EngineJob(
         work_dir=tmp_path / "job",
@@ -81,15 +81,21 @@ def test_job_streams_progress_and_output(tmp_path: Path):
         import sys
         print("{PROGRESS_LINE_PREFIX} train 0.5000 epoch 1/2", flush=True)
         print("plain line", flush=True)
+        print("{PROGRESS_LINE_PREFIX} embed 0.5000 overall=0.6000 eta=120 slice 3/6", flush=True)
         print("{PROGRESS_LINE_PREFIX} condense 1.0000 7 levels", flush=True)
         print("warning on stderr", file=sys.stderr)
     """)
     )
     result = job.wait(timeout=60)
     assert result.ok and result.returncode == 0 and result.message().startswith("Finished")
-    assert seen == [("train", 0.5, "epoch 1/2"), ("condense", 1.0, "7 levels")]
+    # Lines of the engine's whole-job format carry the job's fraction and the time left; older lines None.
+    assert seen == [
+        ("train", 0.5, "epoch 1/2", None, None),
+        ("embed", 0.5, "slice 3/6", 0.6, 120.0),
+        ("condense", 1.0, "7 levels", None, None),
+    ]
     assert "plain line" in output and "warning on stderr" in output
-    assert job.last_progress == ("condense", 1.0, "7 levels")
+    assert job.last_progress == ("condense", 1.0, "7 levels", None, None)
     job.cleanup()
     assert not job.work_dir.exists()
 

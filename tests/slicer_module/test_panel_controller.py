@@ -20,6 +20,7 @@ from CUTSSegmentationModuleLib import (
     SegmentationLogic,
     default_input_volume,
 )
+from CUTSSegmentationModuleLib.controller import STAGE_TITLES, progress_text
 from CUTSSegmentationMRML import ROLE, find_hierarchy_nodes, image_to_volume_node
 from slicer_testdata import MODULE_DIR, image_data, three_level_hierarchy
 
@@ -160,11 +161,22 @@ def test_run_condensation_shows_the_middle_level_and_cancel_changes_nothing(
     assert controller.segment() is False  # one job at a time
     deadline = time.monotonic() + 600
     result = None
+    shown: list[tuple[int, str, str]] = []
     while result is None:
         assert time.monotonic() < deadline, "the background job did not finish"
         result = controller.poll()
+        if result is None:
+            state = controller.state()
+            shown.append((state.progress, state.progressFormat, state.status))
         time.sleep(0.05)
     assert result.ok, result.message()
+    # The bar shows the whole job (never going back) and the status line names the stage.
+    # (Until the engine's first line the status says where the job runs.)
+    reported = [entry for entry in shown if entry[2] != shown[0][2]]
+    assert reported, "no progress was shown while the job ran"
+    assert [value for value, _, _ in reported] == sorted(value for value, _, _ in reported)
+    assert all(barFormat == "%p%" for _, barFormat, _ in reported)
+    assert all(status.split(":")[0] in STAGE_TITLES.values() for _, _, status in reported), reported
     hierarchy = controller.logic.hierarchyForNode(parameters.hierarchyNode)
     assert parameters.level == max(0, (hierarchy.n_levels - 1) // 2)
     segments = parameters.previewSegmentation.GetSegmentation().GetNumberOfSegments()
@@ -205,3 +217,17 @@ def test_the_preview_is_one_node_per_volume_and_made_again_when_removed(
     again = parameters.previewSegmentation
     assert again is not None and again.GetScene() is scene
     assert again.GetSegmentation().GetNumberOfSegments() == 4
+
+
+def test_progress_text_shows_the_whole_job_the_stage_and_the_time_left():
+    # The engine's whole-job lines: the bar is the job's, the status the stage, its message and the time left.
+    assert progress_text("condense", 0.1, "pre-aggregating pixels into atoms", 0.734, 200.0) == (
+        73,
+        "%p%",
+        "Condensation: pre-aggregating pixels into atoms (about 3 min left)",
+    )
+    assert progress_text("write", 1.0, "levels.png", 1.0, 0.0) == (100, "%p%", "Writing the results: levels.png")
+    assert progress_text("embed", 0.2, "slice 1/5", 0.3, 12.0)[2] == "Embedding: slice 1/5 (less than a minute left)"
+    # An engine without them: the stage's own bar, named in the bar.
+    assert progress_text("train", 0.256, "epoch 1/4", None, None) == (26, "train: %p%", "Training: epoch 1/4")
+    assert progress_text("s3net", 1.5, "", None, None) == (100, "s3net: %p%", "s3net")
