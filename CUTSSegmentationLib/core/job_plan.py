@@ -36,23 +36,23 @@ class StageCosts:
     write_s_per_mvox: float  #: hierarchy.npz, persistent.nrrd, segmentation.seg.nrrd, levels.png
 
 
-#: Measured with `benchmarks/bench_progress_plan.py` on 2 shared cores of an x86-64 Linux machine (torch 2.13
-#: CPU, two torch threads) while other heavy jobs ran there: spine T2 60x55x52 and BraTS FLAIR crops 40x160x160
-#: and 80x200x200 (0.17, 1.0 and 3.2 M voxels), 2026-12-01. Two runs differed up to 4x in the training step
-#: (0.32 s and 1.2 s) and 2.4x in condensation at 1 M voxels (the machine's load); the faster run is kept.
-#: No accelerator was at hand: the "accelerator" row is the CPU row scaled by rough factors (training x1/20 per
-#: step at the same crop, embed x1/30, condensation x1/5, levels and writing unchanged); run the script on a
-#: GPU machine to replace it. The measurements: benchmarks/results/progress_plan.json.
+#: CPU row: 2 cores of an x86-64 Linux machine (torch 2.13 CPU, two torch threads), 2026-12-01. The training
+#: step and writing come from `benchmarks/bench_progress_plan.py` (benchmarks/results/progress_plan.json); embed,
+#: condensation and levels from the 3D benchmark's speed table on the same machine with nothing else running
+#: (docs/benchmarks.md: 0.1 to 8.9 M working voxels; condensation 1 s at 0.1 M, 40-45 s at 8.9 M, embeddings
+#: 25-28 s at 8.9 M, 150 training steps 47-53 s). No accelerator was at hand: the "accelerator" row is the CPU
+#: row scaled by rough factors (training x1/20 per step at the same crop, embed x1/30, condensation x1/5, levels
+#: and writing unchanged); run the script on a GPU machine to replace it.
 STAGE_COSTS: dict[str, StageCosts] = {
     "cpu": StageCosts(
         train_step_s=0.32,
         train_crop=64,
         embed_fixed_s=0.0,
-        embed_s_per_mvox=4.7,
-        condense_fixed_s=0.0,
-        condense_s_per_mvox=17.5,
+        embed_s_per_mvox=2.9,
+        condense_fixed_s=0.5,
+        condense_s_per_mvox=4.8,
         levels_fixed_s=0.04,
-        levels_s_per_mvox=0.07,
+        levels_s_per_mvox=0.1,
         write_fixed_s=0.32,
         write_s_per_mvox=0.32,
     ),

@@ -169,8 +169,8 @@ def test_console_bar_on_a_terminal_redraws_one_line() -> None:
 
 def test_the_last_stage_ends_the_job_exactly() -> None:
     """Shares whose float sum ends below 1 still give 100 % and no time left at the end."""
-    plan = plan_segment(171_600, image_voxels=171_600, train_steps=12, crop_size=55)
-    assert sum(plan.shares().values()) != 1.0  # this plan's shares do not add up exactly in floating point
+    plan = JobPlan((("train", 0.1), ("embed", 0.2), ("condense", 0.7), ("levels", 0.05), ("write", 0.37)))
+    assert sum(plan.shares().values()) < 1.0  # these shares do not add up exactly in floating point
     recorder = Recorder()
     overall = OverallProgress(plan, recorder, writes_outputs=True)
     for stage in plan.names:
