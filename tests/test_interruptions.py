@@ -77,7 +77,8 @@ def workspace(tmp_path: Path) -> Path:
 
 
 SEGMENT = ["segment", "image.png", "--out", "OUT", "--model", "m.safetensors"]
-TRAIN = ["train", "image.png", "--out", "m.safetensors", "--epochs", "2", "--checkpoint"]
+#: Several epochs after the first checkpoint, so a signal sent on its line lands while training still runs.
+TRAIN = ["train", "image.png", "--out", "m.safetensors", "--epochs", "6", "--checkpoint"]
 
 
 @pytest.mark.slow
