@@ -223,25 +223,23 @@ class Panel(VTKObservationMixin):
                 self.controller.status = f"Encoder saved: {saved}"
         self._update()
 
-    def onAddStructureButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to add the structure at the seed.", waitCursor=True):
-            self.controller.addStructureAtSeed()
+    def _runAction(self, failure: str, action, *args) -> None:
+        """Run a controller action behind Slicer's error display, then redraw the panel."""
+        with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
+            action(*args)
         self._update()
+
+    def onAddStructureButton(self) -> None:
+        self._runAction("Failed to add the structure at the seed.", self.controller.addStructureAtSeed)
 
     def onUndoButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to undo.", waitCursor=True):
-            self.controller.undo()
-        self._update()
+        self._runAction("Failed to undo.", self.controller.undo)
 
     def onShow3DButton(self, checked: bool) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to show the segmentation in 3D.", waitCursor=True):
-            self.controller.show3D(checked)
-        self._update()
+        self._runAction("Failed to show the segmentation in 3D.", self.controller.show3D, checked)
 
     def onExportHierarchyButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to export the hierarchy.", waitCursor=True):
-            self.controller.exportHierarchy()
-        self._update()
+        self._runAction("Failed to export the hierarchy.", self.controller.exportHierarchy)
 
     def onShowInSegmentEditorButton(self) -> None:
         p = self._parameterNode
