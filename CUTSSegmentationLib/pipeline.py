@@ -7,7 +7,6 @@ one place. Every step reports progress and honours a `CancelToken`.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Optional, Sequence
 
@@ -30,7 +29,7 @@ from .io.memory import check_fits_in_memory
 from .io.validation import validate_image
 from .learn.embedding import compute_embeddings
 from .learn.modelfile import TrainedModel, check_compatible
-from .learn.training import TrainConfig, _usable_slices, train_encoder
+from .learn.training import TrainConfig, train_encoder, training_schedule
 
 
 def train(
@@ -258,12 +257,8 @@ def _segment_plan(image: ImageData, working: ImageData, model, train_epochs: Opt
 
 def _training_schedule(images: Sequence[ImageData], config: TrainConfig, device) -> tuple[int, int, int]:
     """Optimiser steps, crop side and crops per step `train_encoder` will run with `config` (for the job plan)."""
-    n_slices = max(1, len(_usable_slices(images)))
-    cfg = config.resolved(device, n_slices, volumes=any(not im.is_2d for im in images))
-    assert cfg.epochs is not None and cfg.crop_size is not None
-    steps = cfg.epochs * math.ceil(cfg.samples_per_epoch(n_slices) / cfg.batch_size)
-    crop = min(cfg.crop_size, min(min(im.array.shape[1:3]) for im in images))
-    return steps, crop, cfg.batch_size
+    schedule = training_schedule(images, config, device)
+    return schedule.steps, schedule.crop, schedule.config.batch_size
 
 
 def _card_summary(model) -> dict[str, Any]:

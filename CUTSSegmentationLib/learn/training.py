@@ -120,13 +120,48 @@ def _validate(images: Sequence[ImageData], config: TrainConfig) -> None:
     check_objective(config.objective)
 
 
-def _usable_slices(images: Sequence[ImageData]) -> list[tuple[int, int]]:
+def usable_slices(images: Sequence[ImageData]) -> list[tuple[int, int]]:
+    """(image index, slice index) of every slice that is not constant: the slices training crops come from."""
     slices = []
     for i, im in enumerate(images):
         flat = im.array.reshape(im.array.shape[0], -1)
         varying = flat.max(axis=1) > flat.min(axis=1)
         slices += [(i, int(z)) for z in np.flatnonzero(varying)]
     return slices
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """What `train_encoder` will run for a training set: its slices, the resolved settings and the crop side.
+
+    The job plan reads the same numbers before training starts, so its estimate and the run agree.
+    """
+
+    slices: list[tuple[int, int]]
+    config: TrainConfig  #: resolved: epochs and crop_size set
+    crop: int  #: crop side in pixels (the configured side, capped by the smallest slice side)
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps over the whole run."""
+        per_epoch = self.config.samples_per_epoch(len(self.slices))
+        return int(self.config.epochs or 0) * math.ceil(per_epoch / self.config.batch_size)
+
+
+def training_schedule(images: Sequence[ImageData], config: TrainConfig, device: torch.device) -> TrainingSchedule:
+    """The schedule `train_encoder` runs `images` with under `config` on `device`.
+
+    Raises
+    ------
+    InputError
+        Every slice is constant (nothing to learn from).
+    """
+    slices = usable_slices(images)
+    if not slices:
+        raise InputError("every training image (slice) is constant; nothing to learn from")
+    cfg = config.resolved(device, len(slices), volumes=any(not im.is_2d for im in images))
+    min_side = min(min(im.array.shape[1:3]) for im in images)
+    return TrainingSchedule(slices=slices, config=cfg, crop=int(min(int(cfg.crop_size or 0), min_side)))
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int):
@@ -198,13 +233,8 @@ def train_encoder(
     images = list(images)
     _validate(images, config)
     device = resolve_device(config.device)
-    slices = _usable_slices(images)
-    if not slices:
-        raise InputError("every training image (slice) is constant; nothing to learn from")
-    cfg = config.resolved(device, len(slices), volumes=any(not im.is_2d for im in images))
-    assert cfg.epochs is not None and cfg.crop_size is not None
-    min_side = min(min(im.array.shape[1:3]) for im in images)
-    crop = int(min(cfg.crop_size, min_side))
+    schedule = training_schedule(images, config, device)
+    slices, cfg, crop = schedule.slices, schedule.config, schedule.crop
     if crop < max(MIN_CROP, 2 * border_margin(PATCH_SIZE, cfg.max_shift) + 3):
         raise CUTSError(f"crop size {crop} is too small (at least {MIN_CROP} px)")
 
