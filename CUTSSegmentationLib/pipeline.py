@@ -24,7 +24,7 @@ from .core.job_plan import JobPlan, plan_segment, plan_train
 from .core.label_dtypes import smallest_uint
 from .core.overall_progress import track_overall
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
-from .core.working_grid import block_mean, in_plane_factor, to_image_grid, working_spacing_zyx
+from .core.working_grid import block_mean, in_plane_factor, to_image_grid
 from .io.memory import check_fits_in_memory
 from .io.validation import validate_image
 from .learn.embedding import compute_embeddings
@@ -211,7 +211,6 @@ def segment(
         config.intensity_weight,
         seed=config.seed,
         position_weight=config.position_weight or 0.0,
-        spacing_zyx=working_spacing_zyx(image, factor),
     )
     result = condense(features, config, device=torch_device, progress=progress, cancel=cancel)
     del embeddings, features

@@ -43,7 +43,7 @@ class JoinedFeatures:
     position_weight : float
         Spread of the position block relative to the embeddings' (0: no position columns).
     spacing_zyx : sequence of float, optional
-        Voxel size in millimetres along (z, y, x) of the grid the embeddings are on (default 1 mm).
+        Voxel size in millimetres along (z, y, x) of the grid the embeddings are on (default: `image`'s own).
 
     Examples
     --------
@@ -83,7 +83,8 @@ class JoinedFeatures:
         self._grid = tuple(int(s) for s in image.array.shape[:3])
         self._position_scale: Optional[np.ndarray] = None
         if position_weight > 0:
-            spacing = np.asarray(spacing_zyx if spacing_zyx is not None else (1.0, 1.0, 1.0), dtype=np.float64)
+            own = tuple(reversed(image.geometry.spacing))
+            spacing = np.asarray(spacing_zyx if spacing_zyx is not None else own, dtype=np.float64)
             extent = np.asarray(self._grid, dtype=np.float64)
             # Spread of a voxel's position over the grid: per axis the variance of a uniform index, in mm^2.
             variance = (extent**2 - 1.0) / 12.0 * spacing**2

@@ -9,6 +9,7 @@ mapped back to every voxel of the image's own grid, so every output keeps the in
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,35 +35,37 @@ def in_plane_factor(image: ImageData, max_voxels: int = MAX_WORKING_VOXELS) -> i
 
 
 def block_mean(image: ImageData, factor: int) -> ImageData:
-    """`image` averaged over `factor` x `factor` in-plane blocks (edge blocks padded by replication)."""
+    """`image` averaged over `factor` x `factor` in-plane blocks (edge blocks padded by replication).
+
+    The result carries its own geometry: in-plane spacing times `factor`, origin at the first block's centre,
+    so whatever reads the working grid's voxel size (condensation's positions) reads it from the image.
+
+    Examples
+    --------
+    >>> from CUTSSegmentationLib.core.imagedata import Geometry
+    >>> image = ImageData(np.zeros((2, 4, 4, 1), np.float32), Geometry(spacing=(0.5, 0.5, 6.5)))
+    >>> coarse = block_mean(image, 2)
+    >>> coarse.array.shape, coarse.geometry.spacing, coarse.geometry.origin
+    ((2, 2, 2, 1), (1.0, 1.0, 6.5), (0.25, 0.25, 0.0))
+    """
     if factor == 1:
         return image
     z, y, x, c = image.array.shape
     ny, nx = -(-y // factor), -(-x // factor)
     padded = np.pad(image.array, ((0, 0), (0, ny * factor - y), (0, nx * factor - x), (0, 0)), mode="edge")
     coarse = padded.reshape(z, ny, factor, nx, factor, c).mean(axis=(2, 4), dtype=np.float32)
+    geometry = image.geometry
+    sx, sy, sz = (float(s) for s in geometry.spacing)
+    centre = (factor - 1) / 2.0
+    origin = tuple(float(v) for v in geometry.index_to_lps((centre, centre, 0.0)))
     return ImageData(
         array=np.ascontiguousarray(coarse, dtype=np.float32),
-        geometry=image.geometry,
+        geometry=replace(geometry, spacing=(sx * factor, sy * factor, sz), origin=origin),
         is_2d=image.is_2d,
         source=image.source,
         source_dtype=image.source_dtype,
         sequences=image.sequences,
     )
-
-
-def working_spacing_zyx(image: ImageData, factor: int) -> tuple[float, float, float]:
-    """Voxel size in millimetres along (z, y, x) of the working grid `block_mean(image, factor)` is on.
-
-    Examples
-    --------
-    >>> from CUTSSegmentationLib.core.imagedata import Geometry
-    >>> image = ImageData(np.zeros((2, 4, 4, 1), np.float32), Geometry(spacing=(0.5, 0.5, 6.5)))
-    >>> working_spacing_zyx(image, 2)
-    (6.5, 1.0, 1.0)
-    """
-    sx, sy, sz = (float(s) for s in image.geometry.spacing)
-    return (sz, sy * factor, sx * factor)
 
 
 def to_image_grid(labels: np.ndarray, factor: int, shape_zyx: tuple[int, int, int]) -> np.ndarray:

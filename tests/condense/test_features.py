@@ -8,7 +8,7 @@ import pytest
 from CUTSSegmentationLib.condense.condensation import CondensationConfig
 from CUTSSegmentationLib.condense.features import JoinedFeatures, condensation_features
 from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
-from CUTSSegmentationLib.core.working_grid import working_spacing_zyx
+from CUTSSegmentationLib.core.working_grid import block_mean
 
 
 def _volume(shape_zyx=(4, 6, 8), spacing_xyz=(0.5, 0.5, 6.5)) -> tuple[np.ndarray, ImageData]:
@@ -20,8 +20,7 @@ def _volume(shape_zyx=(4, 6, 8), spacing_xyz=(0.5, 0.5, 6.5)) -> tuple[np.ndarra
 
 def test_position_columns_are_millimetres_around_the_grid_centre() -> None:
     embeddings, image = _volume()
-    spacing = working_spacing_zyx(image, 1)
-    feats = JoinedFeatures(embeddings, image, weight=1.0, position_weight=1.0, spacing_zyx=spacing)
+    feats = JoinedFeatures(embeddings, image, weight=1.0, position_weight=1.0)  # the image's own spacing
     rows = feats[np.arange(feats.shape[0])]
     assert feats.shape == (4 * 6 * 8, 5 + 1 + 3) and rows.shape == feats.shape
     position = rows[:, -3:]
@@ -35,7 +34,7 @@ def test_position_columns_are_millimetres_around_the_grid_centre() -> None:
 
 def test_position_spread_follows_the_weight_and_rows_match_in_any_order() -> None:
     embeddings, image = _volume()
-    spacing = working_spacing_zyx(image, 1)
+    spacing = tuple(reversed(image.geometry.spacing))
     one = JoinedFeatures(embeddings, image, weight=1.0, position_weight=1.0, spacing_zyx=spacing)
     two = JoinedFeatures(embeddings, image, weight=1.0, position_weight=2.0, spacing_zyx=spacing)
     all_rows = np.arange(one.shape[0])
@@ -56,3 +55,16 @@ def test_two_dimensional_images_keep_their_embeddings_alone() -> None:
     assert condensation_features(embeddings, image, 0.0, position_weight=0.0) is embeddings
     volume = CondensationConfig().resolved(is_volume=True)
     assert volume.intensity_weight > 0 and volume.position_weight > 0
+
+
+def test_a_coarser_working_grid_carries_its_own_spacing_into_the_positions() -> None:
+    """Positions on a 2 x 2 block-averaged grid step twice as far in-plane as on the image's own grid."""
+    embeddings, image = _volume(shape_zyx=(2, 6, 8))
+    coarse = block_mean(image, 2)
+    assert coarse.geometry.spacing == (1.0, 1.0, 6.5)
+    n = int(np.prod(coarse.array.shape[:3]))
+    feats = JoinedFeatures(embeddings[:n], coarse, weight=1.0, position_weight=1.0)
+    rows = feats[np.arange(n)]
+    step_z = rows[3 * 4, -3] - rows[0, -3]
+    step_x = rows[1, -1] - rows[0, -1]
+    assert step_z == pytest.approx(6.5 * step_x, rel=1e-5)
