@@ -1,0 +1,168 @@
+"""Probes of the 3D engine's open questions, on the benchmark's cases (not part of the benchmark's tables).
+
+``seeds``: how much a case depends on the encoder run. Per volume, one encoder per training seed (the
+defaults), then condensation with each (intensity weight, position weight) pair; prints the click's Dice and
+the best member of the seed's chain (an oracle) for every case of the volume.
+
+``zoom``: whether a hierarchy computed only in a box around the click holds a structure the whole-volume
+hierarchy does not (the thorax CT's tumour, whose region under the click at the finest whole-volume level is
+the body's soft tissue). Per box side (mm, a cube on the working grid) the click's Dice, the chain's best, and
+the member most stable across box sides (largest summed Dice with the other sides' chains).
+
+    python benchmarks/volume_probes.py seeds spine-t2 --seeds 0 1 2 --weights 1:1 2:1 3:1
+    python benchmarks/volume_probes.py zoom lung1-001-ct-gtv --boxes 100 128 160
+
+Labels score; they never choose anything the engine does. Encoders are cached under benchmarks/.cache/probes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from volume_cases import ALL_CASES, Case, load_reference, select_cases, volumes_dir  # noqa: E402
+from volume_engine import innermost_point  # noqa: E402
+from volume_scoring import dice  # noqa: E402
+
+from CUTSSegmentationLib.condense import structures  # noqa: E402
+from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense  # noqa: E402
+from CUTSSegmentationLib.condense.features import condensation_features  # noqa: E402
+from CUTSSegmentationLib.core.imagedata import ImageData  # noqa: E402
+from CUTSSegmentationLib.core.working_grid import block_mean, in_plane_factor, to_image_grid  # noqa: E402
+from CUTSSegmentationLib.io.sequences import read_sequences  # noqa: E402
+from CUTSSegmentationLib.learn.embedding import compute_embeddings  # noqa: E402
+from CUTSSegmentationLib.learn.modelfile import load_model, save_model  # noqa: E402
+from CUTSSegmentationLib.pipeline import build_hierarchy, train  # noqa: E402
+
+CACHE = HERE / ".cache" / "probes"
+
+
+def _encoder(case: Case, working: ImageData, seed: int):
+    """The default self-trained encoder of the case's volume for `seed` (trained once, then cached)."""
+    path = CACHE / f"{case.volume_key.replace('/', '_')}.seed{seed}.safetensors"
+    if path.is_file():
+        return load_model(path, device="cpu")
+    model = train([working], device="cpu", seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, path)
+    return model
+
+
+def _levels(embeddings: np.ndarray, working: ImageData, config: CondensationConfig) -> np.ndarray:
+    """(L, Z, Y, X) levels of `working` condensed with `config` (volume defaults filled in)."""
+    resolved = config.resolved(is_volume=True)
+    features = condensation_features(
+        embeddings, working, resolved.intensity_weight, seed=resolved.seed, position_weight=resolved.position_weight
+    )
+    result = condense(features, resolved)
+    return build_hierarchy(result, working, with_persistent=False).levels
+
+
+def _click_and_best(levels: np.ndarray, seed_xyz: Sequence[int], truth: np.ndarray) -> tuple[float, float]:
+    click = dice(structures.structure_at_seed(levels, seed_xyz).mask, truth)
+    best = max(dice(structures.structure_at_seed(levels, seed_xyz, level=k).mask, truth) for k in range(len(levels)))
+    return click, best
+
+
+def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str]) -> None:
+    root = volumes_dir()
+    for key in dict.fromkeys(c.volume_key for c in cases):
+        group = [c for c in cases if c.volume_key == key]
+        image = read_sequences(group[0].paths(root))
+        factor = in_plane_factor(image)
+        working = block_mean(image, factor)
+        truths = {c.name: load_reference(c, root) for c in group}
+        clicks = {c.name: innermost_point(truths[c.name], image.geometry.spacing) for c in group}
+        for seed in seeds:
+            embeddings = compute_embeddings(_encoder(group[0], working, seed), working, device="cpu", dtype=np.float16)
+            for pair in weights:
+                intensity, position = (float(v) for v in pair.split(":"))
+                config = CondensationConfig(seed=seed, intensity_weight=intensity, position_weight=position)
+                levels = _levels(embeddings, working, config)
+                if factor > 1:
+                    shape = image.array.shape[:3]
+                    levels = np.stack([to_image_grid(lv.reshape(-1), factor, shape).reshape(shape) for lv in levels])
+                scores = [(c.name, *_click_and_best(levels, clicks[c.name], truths[c.name])) for c in group]
+                text = " | ".join(f"{name} {click:.3f} / {best:.3f}" for name, click, best in scores)
+                print(f"seed {seed} weights {pair}: {text}", flush=True)
+
+
+def probe_zoom(cases: list[Case], boxes_mm: Sequence[float]) -> None:
+    root = volumes_dir()
+    for case in cases:
+        image = read_sequences(case.paths(root))
+        factor = in_plane_factor(image)
+        working = block_mean(image, factor)
+        embeddings = compute_embeddings(_encoder(case, working, 0), working, device="cpu", dtype=np.float16)
+        grid = np.asarray(working.array.shape[:3])
+        embeddings = embeddings.reshape(*grid, -1)
+        truth = load_reference(case, root)[:, ::factor, ::factor]  # scored on the working grid
+        x, y, z = innermost_point(load_reference(case, root), image.geometry.spacing)
+        at = np.asarray([z, y // factor, x // factor])
+        spacing = np.asarray(tuple(reversed(working.geometry.spacing)))
+        members: list[tuple[float, np.ndarray]] = []
+        for side in boxes_mm:
+            t0 = time.perf_counter()
+            half = np.ceil(side / 2.0 / spacing).astype(int)
+            lo, hi = np.maximum(at - half, 0), np.minimum(at + half + 1, grid)
+            box = tuple(slice(a, b) for a, b in zip(lo, hi))
+            crop = replace(working, array=np.ascontiguousarray(working.array[box]))
+            levels = _levels(
+                np.ascontiguousarray(embeddings[box]).reshape(-1, embeddings.shape[-1]), crop, CondensationConfig()
+            )
+            local = tuple(int(v) for v in (at - lo)[::-1])
+            chain = structures.seed_chain(levels, tuple(int(v) for v in at - lo))
+            scores = []
+            for k in range(len(levels)):
+                mask = np.zeros(truth.shape, dtype=bool)
+                mask[box] = structures.structure_at_seed(levels, local, level=k).mask
+                scores.append(dice(mask, truth))
+                if k == 0 or chain.sizes[k] != chain.sizes[k - 1]:
+                    members.append((side, mask))
+            chosen = structures.structure_at_seed(levels, local).level
+            print(
+                f"{case.name} box {side:g} mm ({int(np.prod(hi - lo)):,} working voxels): click {scores[chosen]:.3f} "
+                f"(level {chosen} of {len(levels)}), best {max(scores):.3f} [{time.perf_counter() - t0:.0f} s]",
+                flush=True,
+            )
+        stability = [
+            sum(max(dice(m, other) for s2, other in members if s2 == s) for s in boxes_mm if s != side)
+            for side, m in members
+        ]
+        side, mask = members[int(np.argmax(stability))]
+        print(f"{case.name}: member most stable across boxes (box {side:g} mm): {dice(mask, truth):.3f}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="probe", required=True)
+    seeds = sub.add_parser("seeds", help="the same case with encoders of several training seeds")
+    seeds.add_argument("cases", nargs="+", help="case names (substrings)")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    seeds.add_argument("--weights", nargs="+", default=["1:1"], help="intensity:position weight pairs")
+    zoom = sub.add_parser("zoom", help="hierarchies of boxes around the click")
+    zoom.add_argument("cases", nargs="+", help="case names (substrings)")
+    zoom.add_argument("--boxes", type=float, nargs="+", default=[100.0, 128.0, 160.0], help="box sides in mm")
+    args = parser.parse_args(argv)
+    cases = select_cases(args.cases, ALL_CASES)
+    if not cases:
+        parser.error(f"no case matches {args.cases}")
+    if args.probe == "seeds":
+        probe_seeds(cases, args.seeds, args.weights)
+    else:
+        probe_zoom(cases, args.boxes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
