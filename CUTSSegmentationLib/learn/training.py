@@ -142,10 +142,18 @@ class TrainingSchedule:
     crop: int  #: crop side in pixels (the configured side, capped by the smallest slice side)
 
     @property
+    def samples_per_epoch(self) -> int:
+        """Crops per epoch."""
+        return self.config.samples_per_epoch(len(self.slices))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.samples_per_epoch / self.config.batch_size)
+
+    @property
     def steps(self) -> int:
         """Optimiser steps over the whole run."""
-        per_epoch = self.config.samples_per_epoch(len(self.slices))
-        return int(self.config.epochs or 0) * math.ceil(per_epoch / self.config.batch_size)
+        return int(self.config.epochs or 0) * self.steps_per_epoch
 
 
 def training_schedule(images: Sequence[ImageData], config: TrainConfig, device: torch.device) -> TrainingSchedule:
@@ -251,7 +259,7 @@ def train_encoder(
         torch.set_num_threads(int(cfg.num_threads))
     try:
         crops = _CropSampler(images, slices, params, mode, crop, cfg.flips, np.random.default_rng(cfg.seed))
-        return _train(crops, cfg, norm_entry, device, progress, cancel, checkpoint_path)
+        return _train(crops, schedule, norm_entry, device, progress, cancel, checkpoint_path)
     finally:
         if cfg.num_threads:
             torch.set_num_threads(old_threads)
@@ -347,7 +355,7 @@ def _model_card(
 
 def _train(
     crops: _CropSampler,
-    cfg: TrainConfig,
+    plan: TrainingSchedule,
     norm_entry: dict[str, Any],
     device: torch.device,
     progress: ProgressCallback,
@@ -355,6 +363,7 @@ def _train(
     checkpoint_path: Optional[PathLike],
 ) -> TrainedModel:
     """The optimisation loop: one objective step per batch, a checkpoint per epoch, the card kept current."""
+    cfg = plan.config
     assert cfg.epochs is not None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -366,9 +375,7 @@ def _train(
     optimiser = torch.optim.AdamW(
         list(encoder.parameters()) + list(objective.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    per_epoch = cfg.samples_per_epoch(len(crops.slices))
-    steps_per_epoch = math.ceil(per_epoch / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    per_epoch, steps_per_epoch, total_steps = plan.samples_per_epoch, plan.steps_per_epoch, plan.steps
     warmup = max(1, int(round(cfg.warmup_fraction * total_steps))) if cfg.warmup_fraction > 0 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total_steps, warmup))
     schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup}

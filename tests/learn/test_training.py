@@ -13,7 +13,7 @@ from CUTSSegmentationLib.core.progress import CancelToken
 from CUTSSegmentationLib.learn.embedding import compute_embeddings
 from CUTSSegmentationLib.learn.encoder import CUTSEncoder
 from CUTSSegmentationLib.learn.modelfile import TrainedModel, load_model
-from CUTSSegmentationLib.learn.training import CPU_CROP, GPU_CROP, TrainConfig, train_encoder
+from CUTSSegmentationLib.learn.training import CPU_CROP, GPU_CROP, TrainConfig, train_encoder, training_schedule
 
 
 def two_structure_image(seed: int, n: int = 64) -> tuple[ImageData, np.ndarray]:
@@ -145,6 +145,20 @@ def test_volume_trains_on_slices_with_percentile_normalisation() -> None:
     assert card["normalisation"]["mode"] == "percentile" and card["normalisation"]["per_image"]
     assert len(card["normalisation"]["params"]["low"]) == 1
     assert card["training"]["crop_size"] == 32 and card["training"]["steps_per_epoch"] == 2
+
+
+def test_the_schedule_read_before_training_is_the_one_the_run_follows() -> None:
+    """The job plan reads `training_schedule`; the run's card must report the same steps, crop and slices."""
+    rng = np.random.default_rng(1)
+    vol = rng.normal(300.0, 80.0, (6, 30, 40, 1)).astype(np.float32)
+    vol[5] = 7.0  # constant slice: not a training slice
+    image = ImageData(vol, source_dtype="int16")
+    config = TrainConfig(epochs=2, batch_size=3, crop_size=64, device="cpu")
+    schedule = training_schedule([image], config, torch.device("cpu"))
+    assert len(schedule.slices) == 5 and schedule.crop == 30  # the crop is capped by the smaller side
+    card = train_encoder([image], config).card["training"]
+    assert card["total_steps"] == schedule.steps == 2 * 2  # 5 slices a epoch in batches of 3: 2 steps
+    assert card["crop_size"] == schedule.crop
 
 
 def test_device_dependent_defaults() -> None:
