@@ -44,6 +44,23 @@ def _give_umask_mode(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~process_umask())
 
 
+def _registered_temp(created: list[Path], prefix: str, suffix: str, directory: Path, folder: bool = False) -> Path:
+    """Create a temp file (or folder) in `directory` and append it to `created`, with SIGINT/SIGTERM held.
+
+    Between the creation and the registration an interruption would leave a temp file no clean-up knows of;
+    held signals land after the registration, so the caller's clean-up removes it.
+    """
+    with _signals_held():
+        if folder:
+            made = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=str(directory)))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=str(directory))
+            os.close(fd)
+            made = Path(name)
+        created.append(made)
+    return made
+
+
 def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temp file next to `path` (same extension) and rename it into place.
 
@@ -73,15 +90,15 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
         raise InputError(f"{path} is a folder; a file is written there (move the folder or pick another name)")
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes[-2:])
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}{_STAGE_MARK}", suffix=suffix, dir=str(path.parent))
-    tmp = Path(tmp_name)
+    created: list[Path] = []
     try:
-        os.close(fd)
+        tmp = _registered_temp(created, f".{path.stem}{_STAGE_MARK}", suffix, path.parent)
         _give_umask_mode(tmp)
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for leftover in created:
+            leftover.unlink(missing_ok=True)
         raise
     return path
 
@@ -105,21 +122,21 @@ def atomic_write_files(contents: dict[Path, bytes]) -> list[Path]:
     for path in contents:
         if Path(path).is_dir() and not Path(path).is_symlink():
             raise InputError(f"{path} is a folder; a file is written there (move the folder or pick another name)")
+    created: list[Path] = []
     staged: list[tuple[Path, Path]] = []
     try:
         for path, data in contents.items():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{_STAGE_MARK}", suffix=".tmp", dir=str(path.parent))
-            os.close(fd)
-            staged.append((Path(tmp_name), path))
-            _give_umask_mode(Path(tmp_name))
-            _write_synced(Path(tmp_name), data)
+            tmp = _registered_temp(created, f".{path.name}{_STAGE_MARK}", ".tmp", path.parent)
+            staged.append((tmp, path))
+            _give_umask_mode(tmp)
+            _write_synced(tmp, data)
         with _signals_held():
             for tmp, path in staged:
                 os.replace(tmp, path)
     finally:
-        for tmp, _ in staged:
+        for tmp in created:
             tmp.unlink(missing_ok=True)
     return [Path(p) for p in contents]
 
@@ -136,12 +153,13 @@ def _check_can_create_in(folder: Path, what: Path) -> None:
     """Try to create (and remove) a file in `folder`: permissions, read-only mounts and quotas all show."""
     if not folder.is_dir():
         raise InputError(f"{what}: cannot be created, {folder} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".cuts-write-test{_STAGE_MARK}", dir=str(folder))
-    except OSError as exc:
-        raise InputError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
-    os.close(fd)
-    os.unlink(probe)
+    with _signals_held():  # an interruption lands after the probe file is gone
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".cuts-write-test{_STAGE_MARK}", dir=str(folder))
+        except OSError as exc:
+            raise InputError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 def check_output_file(path: PathLike, suffixes: tuple[str, ...], option: str = "--out") -> Path:
@@ -278,8 +296,9 @@ def staged_outputs(out: PathLike) -> Iterator[Path]:
     out = Path(out)
     check_output_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}{_STAGE_MARK}", dir=str(out.parent)))
+    created: list[Path] = []
     try:
+        stage = _registered_temp(created, f".{out.name}{_STAGE_MARK}", "", out.parent, folder=True)
         _give_umask_mode(stage, directory=True)
         yield stage
         with _signals_held():
@@ -293,4 +312,5 @@ def staged_outputs(out: PathLike) -> Iterator[Path]:
                         raise
                     _swap_in(stage, out)  # created meanwhile by someone else: merge instead
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        for made in created:
+            shutil.rmtree(made, ignore_errors=True)
