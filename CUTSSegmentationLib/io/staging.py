@@ -213,15 +213,32 @@ def check_output_folder(out: PathLike, file_names: tuple[str, ...] = (), option:
 # ------------------------------------------------------------------------------------ staged folders
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while outputs are swapped in: an interruption lands before or after, not during."""
-    hold = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    if hold:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    """Hold SIGINT and SIGTERM while outputs are swapped in: an interruption lands before or after, not during.
+
+    Python runs signal handlers in the main thread whichever thread the system delivered the signal to (torch
+    keeps worker threads), so an OS signal mask on the main thread does not hold them. Instead the handlers are
+    swapped for one that only records the signal; once the previous handlers are back, a recorded signal is
+    raised again and lands after the block. Outside the main thread (where handlers cannot be set) the block
+    runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous: dict[int, object] = {}
+
+    def record(signum: int, frame: object) -> None:
+        caught.append(signum)
+
     try:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, record)
         yield
     finally:
-        if hold:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+        for number in dict.fromkeys(caught):
+            signal.raise_signal(number)
 
 
 def _replaceable(target: Path, new: Path) -> bool:
