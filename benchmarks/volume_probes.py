@@ -106,8 +106,9 @@ def probe_zoom(cases: list[Case], boxes_mm: Sequence[float]) -> None:
         embeddings = compute_embeddings(_encoder(case, working, 0), working, device="cpu", dtype=np.float16)
         grid = np.asarray(working.array.shape[:3])
         embeddings = embeddings.reshape(*grid, -1)
-        truth = load_reference(case, root)[:, ::factor, ::factor]  # scored on the working grid
-        x, y, z = innermost_point(load_reference(case, root), image.geometry.spacing)
+        reference = load_reference(case, root)
+        truth = reference[:, ::factor, ::factor]  # scored on the working grid
+        x, y, z = innermost_point(reference, image.geometry.spacing)
         at = np.asarray([z, y // factor, x // factor])
         spacing = np.asarray(tuple(reversed(working.geometry.spacing)))
         members: list[tuple[float, np.ndarray]] = []

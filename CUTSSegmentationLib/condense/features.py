@@ -15,7 +15,7 @@ construction and isotropic in millimetres, so anisotropic voxels (6.5 mm slices)
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -42,8 +42,6 @@ class JoinedFeatures:
         Seed of the sample the statistics are estimated on.
     position_weight : float
         Spread of the position block relative to the embeddings' (0: no position columns).
-    spacing_zyx : sequence of float, optional
-        Voxel size in millimetres along (z, y, x) of the grid the embeddings are on (default: `image`'s own).
 
     Examples
     --------
@@ -63,7 +61,6 @@ class JoinedFeatures:
         weight: float,
         seed: int = 0,
         position_weight: float = 0.0,
-        spacing_zyx: Optional[Sequence[float]] = None,
     ) -> None:
         n = embeddings.shape[0]
         self._embeddings = embeddings
@@ -83,8 +80,7 @@ class JoinedFeatures:
         self._grid = tuple(int(s) for s in image.array.shape[:3])
         self._position_scale: Optional[np.ndarray] = None
         if position_weight > 0:
-            own = tuple(reversed(image.geometry.spacing))
-            spacing = np.asarray(spacing_zyx if spacing_zyx is not None else own, dtype=np.float64)
+            spacing = np.asarray(tuple(reversed(image.geometry.spacing)), dtype=np.float64)  # (z, y, x) mm
             extent = np.asarray(self._grid, dtype=np.float64)
             # Spread of a voxel's position over the grid: per axis the variance of a uniform index, in mm^2.
             variance = (extent**2 - 1.0) / 12.0 * spacing**2
@@ -113,11 +109,8 @@ def condensation_features(
     intensity_weight: float,
     seed: int = 0,
     position_weight: float = 0.0,
-    spacing_zyx: Optional[Sequence[float]] = None,
 ) -> Union[np.ndarray, JoinedFeatures]:
     """The embeddings alone (both weights 0), or joined with the image's intensities and voxel positions."""
     if intensity_weight <= 0 and position_weight <= 0:
         return embeddings
-    return JoinedFeatures(
-        embeddings, image, intensity_weight, seed=seed, position_weight=position_weight, spacing_zyx=spacing_zyx
-    )
+    return JoinedFeatures(embeddings, image, intensity_weight, seed=seed, position_weight=position_weight)

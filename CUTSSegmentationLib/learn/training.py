@@ -355,7 +355,7 @@ def _model_card(
 
 def _train(
     crops: _CropSampler,
-    plan: TrainingSchedule,
+    schedule: TrainingSchedule,
     norm_entry: dict[str, Any],
     device: torch.device,
     progress: ProgressCallback,
@@ -363,7 +363,7 @@ def _train(
     checkpoint_path: Optional[PathLike],
 ) -> TrainedModel:
     """The optimisation loop: one objective step per batch, a checkpoint per epoch, the card kept current."""
-    cfg = plan.config
+    cfg = schedule.config
     assert cfg.epochs is not None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -375,11 +375,11 @@ def _train(
     optimiser = torch.optim.AdamW(
         list(encoder.parameters()) + list(objective.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    per_epoch, steps_per_epoch, total_steps = plan.samples_per_epoch, plan.steps_per_epoch, plan.steps
+    per_epoch, steps_per_epoch, total_steps = schedule.samples_per_epoch, schedule.steps_per_epoch, schedule.steps
     warmup = max(1, int(round(cfg.warmup_fraction * total_steps))) if cfg.warmup_fraction > 0 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total_steps, warmup))
-    schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup}
-    card = _model_card(cfg, crops, encoder, objective, norm_entry, device, schedule)
+    card_schedule = {"steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "warmup_steps": warmup}
+    card = _model_card(cfg, crops, encoder, objective, norm_entry, device, card_schedule)
 
     step = 0
     t0 = time.perf_counter()

@@ -34,9 +34,8 @@ def test_position_columns_are_millimetres_around_the_grid_centre() -> None:
 
 def test_position_spread_follows_the_weight_and_rows_match_in_any_order() -> None:
     embeddings, image = _volume()
-    spacing = tuple(reversed(image.geometry.spacing))
-    one = JoinedFeatures(embeddings, image, weight=1.0, position_weight=1.0, spacing_zyx=spacing)
-    two = JoinedFeatures(embeddings, image, weight=1.0, position_weight=2.0, spacing_zyx=spacing)
+    one = JoinedFeatures(embeddings, image, weight=1.0, position_weight=1.0)
+    two = JoinedFeatures(embeddings, image, weight=1.0, position_weight=2.0)
     all_rows = np.arange(one.shape[0])
     spread_one = np.sqrt((one[all_rows][:, -3:] ** 2).sum(1).mean())
     spread_two = np.sqrt((two[all_rows][:, -3:] ** 2).sum(1).mean())
