@@ -19,7 +19,8 @@ import numpy as np
 
 from . import __version__
 from .condense.hierarchy import AUTO, PERSISTENT, Hierarchy, parse_level
-from .condense.structures import structure_at_seed
+from .condense.structures import Structure, structure_at_seed
+from .condense.zoom import finest_region
 from .core.errors import InputError
 from .core.exit_codes import EXIT_OK, run_command
 from .core.imagedata import ImageData
@@ -29,7 +30,7 @@ from .demo import run_demo
 from .io.formats import LABEL_EXTENSIONS, file_extension
 from .io.inputs import collect_inputs
 from .io.outputs import SEGMENTATION_OUTPUTS, write_segmentation_outputs
-from .io.sequences import read_sequences
+from .io.sequences import SEQUENCE_SEPARATOR, read_sequences
 from .io.staging import check_output_file, check_output_folder, staged_outputs
 from .io.validation import validate_image
 from .io.writing import write_label_image
@@ -39,10 +40,12 @@ from .learn.objective_registry import OBJECTIVES
 from .methods.atlas import NEEDS_ATLAS
 from .methods.labels import single_level_hierarchy
 from .methods.registry import METHODS, MethodOptions, segment_per_image
-from .pipeline import segment, train
+from .pipeline import needs_closer_look, segment_with_encoder, structure_at_click, train
 
 #: The optional file `cuts segment` adds for a model with a cluster head.
 CLUSTERS_OUTPUT = "clusters.nrrd"
+#: The encoder that embedded the input (self-trained or given), kept so that `cuts binarize` can look closer.
+MODEL_OUTPUT = "model.safetensors"
 #: Random seeds torch and numpy both accept.
 MAX_RANDOM_SEED = 2**63 - 1
 
@@ -175,7 +178,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     """
     _check_method_arguments(args)
     _check_common_arguments(args)
-    check_output_folder(args.out, SEGMENTATION_OUTPUTS + (CLUSTERS_OUTPUT,))
+    check_output_folder(args.out, SEGMENTATION_OUTPUTS + (CLUSTERS_OUTPUT, MODEL_OUTPUT, card_path(MODEL_OUTPUT).name))
     progress = _progress(args.progress)
     image = read_sequences(args.inputs)
     start = time.perf_counter()
@@ -205,7 +208,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             progress=progress,
             **_objective_overrides(args),
         )
-    hierarchy = segment(
+    hierarchy, model = segment_with_encoder(
         image,
         model,
         device=args.device,
@@ -215,6 +218,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     with staged_outputs(args.out) as stage:
         write_segmentation_outputs(hierarchy, image, stage, progress)
+        save_model(model, stage / MODEL_OUTPUT)
         if model is not None and getattr(model, "cluster_head", None) is not None:
             clusters = cluster_head_map(model, image, device=args.device)
             write_label_image(clusters, hierarchy.geometry, stage / CLUSTERS_OUTPUT, hierarchy.is_2d)
@@ -232,6 +236,10 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         raise InputError("give exactly one of --seed X,Y[,Z] (voxel indices) or --seed-ras R,A,S (millimetres)")
     check_output_file(args.out, LABEL_EXTENSIONS)
     level = parse_level(args.level, name="--level")
+    if args.closer == "always" and (level != AUTO or args.whole_class):
+        raise InputError(
+            "--closer always keeps the structure under the seed: it takes neither --level nor --whole-class"
+        )
     hierarchy = Hierarchy.load(args.hierarchy)
     if file_extension(args.out) == ".png" and not hierarchy.is_2d:
         raise InputError(f"--out {args.out}: a 3D mask cannot be a PNG; use .nrrd, .nii.gz, .nii or .mha")
@@ -243,10 +251,18 @@ def cmd_binarize(args: argparse.Namespace) -> int:
             seed = seed[:2] + (round(seed[2]),)
     if level == AUTO:
         structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class)
-        where = (
-            f"level {structure.level} ({int(hierarchy.n_clusters[structure.level])} clusters), "
-            f"the same region over {structure.persistence} level(s)"
-        )
+        closer = {"auto": None, "always": True, "never": False}[args.closer]
+        if closer is None and not hierarchy.is_2d:
+            closer = not args.whole_class and needs_closer_look(hierarchy, structure)
+        if closer:
+            structure = _closer_look(args, hierarchy, seed, structure)
+        if structure.box_mm is not None:
+            where = f"level {structure.level} of the hierarchy of a {structure.box_mm:g} mm box around the seed"
+        else:
+            where = (
+                f"level {structure.level} ({int(hierarchy.n_clusters[structure.level])} clusters), "
+                f"the same region over {structure.persistence} level(s)"
+            )
     else:
         labels = hierarchy.label_map(level, name="--level")
         structure = structure_at_seed(labels[None], seed, level=0, whole_class=args.whole_class)
@@ -256,6 +272,54 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     kind = "voxels of the seed's class" if args.whole_class else "voxels of the structure under the seed"
     print(f"{structure.voxels} {kind} at {where} -> {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _closer_look(args: argparse.Namespace, hierarchy: Hierarchy, seed, structure: Structure) -> Structure:
+    """The structure the hierarchies of boxes around the seed agree on, or `structure` with a note why not.
+
+    Needs the segmented image (``--image``, else the inputs the hierarchy records, where they still exist) and
+    its encoder (``--model``, else the model.safetensors `cuts segment` wrote beside the hierarchy).
+    """
+    millilitres = finest_region(structure.chain_sizes) * float(np.prod(hierarchy.geometry.spacing)) / 1e3
+    size = f"{millilitres / 1e3:.1f} litres" if millilitres >= 1e3 else f"{millilitres:.0f} mL"
+    inputs = args.image or _recorded_inputs(hierarchy)
+    model_path = args.model or str(Path(args.hierarchy).with_name(MODEL_OUTPUT))
+    if hierarchy.is_2d:
+        raise InputError("--closer always needs a volume; this hierarchy is of a 2D image")
+    missing = []
+    if not inputs:
+        missing.append("--image INPUT (the segmented volume)")
+    if not Path(model_path).is_file():
+        missing.append(f"--model MODEL ({model_path} does not exist)")
+    if missing and args.closer == "always":
+        raise InputError(f"--closer always needs {' and '.join(missing)}")
+    if missing:
+        print(
+            f"note: the region under the seed at the finest level is {size}, too large to be one structure; "
+            f"give {' and '.join(missing)} to look closer around the seed",
+            file=sys.stderr,
+        )
+        return structure
+    print(f"looking closer around the seed (the finest region under it is {size})", file=sys.stderr)
+    image = read_sequences(inputs)
+    return structure_at_click(
+        hierarchy,
+        seed,
+        image,
+        load_model(model_path, device="cpu"),
+        device=args.device,
+        structure=structure,
+        look_closer=True,
+    )
+
+
+def _recorded_inputs(hierarchy: Hierarchy) -> list[str]:
+    """The input files the hierarchy records (`ImageData.source`), when every one of them still exists."""
+    source = hierarchy.info.get("source")
+    if not isinstance(source, str) or not source:
+        return []
+    paths = source.split(SEQUENCE_SEPARATOR)
+    return paths if all(Path(p).is_file() for p in paths) else []
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -361,6 +425,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep every voxel with the seed's label at that level, not only the connected structure under it",
     )
+    p.add_argument(
+        "--closer",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="condense boxes around the seed (needs the input and its encoder): auto (default: when the "
+        "finest region under the seed is larger than any organ), always, never; with --level auto only",
+    )
+    p.add_argument(
+        "--image",
+        nargs="+",
+        help="the segmented input(s), in the order given to 'cuts segment' (default: the files the hierarchy "
+        "records); read only when the region under the seed is too large and the click looks closer",
+    )
+    p.add_argument(
+        "--model",
+        help=f"the encoder that embedded the input (default: {MODEL_OUTPUT} beside the hierarchy)",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--out", required=True, help="mask file (.nrrd, .nii.gz, .mha)")
     p.add_argument("--progress", choices=("bar", "lines", "none"), default="bar", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_binarize)

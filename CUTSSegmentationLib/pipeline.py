@@ -1,4 +1,4 @@
-"""The whole CUTS job as two calls: `train` an encoder, `segment` an image or volume into a hierarchy.
+"""The whole CUTS job: `train` an encoder, `segment` an image or volume into a hierarchy, keep a click's structure.
 
 The command line, the Slicer module's background process, the batch script and the benchmarks all call
 these, so the steps (validate -> train if needed -> embed -> condense -> levels -> persistent map) happen in
@@ -13,21 +13,23 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import __version__
+from .condense.binarize import seed_to_index
 from .condense.condensation import CondensationConfig, CondensationResult, condense
 from .condense.features import condensation_features
-from .condense.hierarchy import Hierarchy
+from .condense.hierarchy import Hierarchy, level_maps
 from .condense.persistence import persistent_level_indices, persistent_structures
+from .condense.structures import Structure, structure_at_seed
+from .condense.zoom import ZOOM_SIDES_MM, is_unresolved, structure_in_boxes
 from .core.device import is_accelerator, resolve_device
 from .core.errors import InputError
 from .core.imagedata import ImageData
 from .core.job_plan import JobPlan, plan_segment, plan_train
-from .core.label_dtypes import smallest_uint
 from .core.overall_progress import track_overall
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from .core.working_grid import block_mean, in_plane_factor, to_image_grid
 from .io.memory import check_fits_in_memory
 from .io.validation import validate_image
-from .learn.embedding import compute_embeddings
+from .learn.embedding import compute_embeddings, embed_box
 from .learn.modelfile import TrainedModel, check_compatible
 from .learn.training import TrainConfig, train_encoder, training_schedule
 
@@ -102,15 +104,7 @@ def build_hierarchy(
     info: Optional[dict[str, Any]] = None,
 ) -> Hierarchy:
     """Label maps of the kept levels (uint16, finest first) and the persistent map, in the image's shape."""
-    shape = image.spatial_shape
-    tree = result.merge_tree
-    dtype = smallest_uint(int(tree.max()) + 1)
-    atom_map = result.atom_labels.astype(smallest_uint(int(result.atom_labels.max()))).reshape(shape)
-    levels = np.empty((len(result.level_events),) + tuple(shape), dtype=dtype)
-    for i, event in enumerate(result.level_events):
-        # Level labels are cluster id + 1 so that 0 stays free for "no label".
-        lookup = (tree[event].astype(np.int64) + 1).astype(dtype)
-        levels[i] = lookup[atom_map]
+    atom_map, levels = level_maps(result.atom_labels, result.merge_tree, result.level_events, image.spatial_shape)
     persistent = None
     if with_persistent and len(levels):
         persistent = persistent_structures(levels[persistent_level_indices(result.level_clusters)])
@@ -119,7 +113,7 @@ def build_hierarchy(
         n_clusters=result.level_clusters,
         level_steps=result.level_events,
         atom_map=atom_map,
-        merge_tree=tree,
+        merge_tree=result.merge_tree,
         persistent=persistent,
         geometry=image.geometry,
         is_2d=image.is_2d,
@@ -182,6 +176,34 @@ def segment(
     >>> both = read_sequences(["flair.nii.gz", "t1c.nii.gz"])  # doctest: +SKIP
     >>> hierarchy = segment(both, device="cpu")  # doctest: +SKIP
     """
+    return segment_with_encoder(
+        image,
+        model,
+        device=device,
+        condensation=condensation,
+        train_epochs=train_epochs,
+        seed=seed,
+        progress=progress,
+        cancel=cancel,
+    )[0]
+
+
+def segment_with_encoder(
+    image: ImageData,
+    model: Optional[TrainedModel] = None,
+    *,
+    device: str = "auto",
+    condensation: Optional[CondensationConfig] = None,
+    train_epochs: Optional[int] = None,
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
+) -> tuple[Hierarchy, TrainedModel]:
+    """`segment`, also returning the encoder that embedded the image (self-trained when `model` is None).
+
+    The encoder is what a click needs to look closer at the image (`structure_at_click`), and what
+    `cuts segment` keeps beside the hierarchy.
+    """
     validate_image(image)
     check_fits_in_memory(image.array.shape[:3], image.channels)
     timings: dict[str, float] = {}
@@ -231,7 +253,95 @@ def segment(
     timings["levels_s"] = time.perf_counter() - t0
     hierarchy.info["timings"] = timings
     progress("done", 1.0, f"{hierarchy.n_levels} levels: {list(map(int, hierarchy.n_clusters))} clusters")
-    return hierarchy
+    return hierarchy, model
+
+
+def structure_at_click(
+    hierarchy: Hierarchy,
+    seed_index_xyz: Sequence[float],
+    image: Optional[ImageData] = None,
+    model: Optional[TrainedModel] = None,
+    *,
+    device: str = "auto",
+    sides_mm: Sequence[float] = ZOOM_SIDES_MM,
+    structure: Optional[Structure] = None,
+    look_closer: Optional[bool] = None,
+) -> Structure:
+    """What one click on a hierarchy keeps: its structure, looked at closer where the hierarchy is too coarse.
+
+    The structure under the seed in the hierarchy (`condense.structures.structure_at_seed`); in a volume whose
+    finest region under the seed is larger than any organ (`condense.zoom.is_unresolved`), and when the image
+    and its encoder are given, the structure the hierarchies of boxes around the seed agree on instead
+    (`condense.zoom.structure_in_boxes`, a few seconds per box on a CPU).
+
+    Parameters
+    ----------
+    hierarchy : Hierarchy
+        What `segment` returned for `image`.
+    seed_index_xyz : sequence of float
+        The click as a voxel index (x, y[, z]).
+    image, model : optional
+        The segmented image and the encoder that embedded it (a self-trained run's model); without them the
+        whole-image hierarchy's structure is kept.
+    device : str
+        Where the box's embeddings and condensation run.
+    sides_mm : sequence of float
+        Sides of the boxes around the seed.
+    structure : Structure, optional
+        `structure_at_seed(hierarchy.levels, seed_index_xyz)` when the caller has it already.
+    look_closer : bool, optional
+        True: condense boxes around the seed whatever the region's size; False: never; None: when needed.
+
+    Returns
+    -------
+    Structure
+        The mask in the image's shape; `box_mm` says whether (and in which box) it was looked at closer.
+
+    Examples
+    --------
+    >>> hierarchy = segment(volume, device="cpu")  # doctest: +SKIP
+    >>> kept = structure_at_click(hierarchy, (120, 96, 40), volume, model, device="cpu")  # doctest: +SKIP
+    """
+    structure = structure or structure_at_seed(hierarchy.levels, seed_index_xyz)
+    if look_closer is None:
+        look_closer = needs_closer_look(hierarchy, structure)
+    if not look_closer:
+        return structure
+    if hierarchy.is_2d:
+        raise InputError("looking closer around a seed needs a volume; this hierarchy is of a 2D image")
+    if image is None or model is None:
+        raise InputError("looking closer around a seed needs the segmented image and the encoder that embedded it")
+    if tuple(image.spatial_shape) != tuple(hierarchy.shape):
+        raise InputError(f"the image {image.spatial_shape} is not the hierarchy's grid {tuple(hierarchy.shape)}")
+    factor = int(hierarchy.info.get("working_grid_in_plane_factor") or in_plane_factor(image))
+    working = block_mean(image, factor)
+    check_compatible(model, working)
+    z, y, x = seed_to_index(seed_index_xyz, hierarchy.shape)
+    torch_device = resolve_device(device)
+    zoomed = structure_in_boxes(
+        working,
+        (z, y // factor, x // factor),
+        lambda box: embed_box(model, working, box, device=torch_device),
+        sides_mm,
+        CondensationConfig(seed=int((hierarchy.info.get("condensation") or {}).get("seed", 0))),
+        device=torch_device,
+    )
+    mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factor, hierarchy.shape).reshape(hierarchy.shape)
+    mask = mask.astype(bool)
+    return Structure(
+        mask=mask,
+        level=zoomed.level,
+        persistence=1,
+        voxels=int(mask.sum()),
+        chain_sizes=structure.chain_sizes,
+        box_mm=zoomed.side_mm,
+    )
+
+
+def needs_closer_look(hierarchy: Hierarchy, structure: Structure) -> bool:
+    """Whether a click's finest region in a volume's hierarchy is too large to be one structure (`condense.zoom`)."""
+    total = int(np.prod(hierarchy.shape))
+    return not hierarchy.is_2d and is_unresolved(structure.chain_sizes, total, hierarchy.geometry.spacing)
 
 
 def _kind(device) -> str:

@@ -3,8 +3,9 @@
 Every engine name the benchmark uses is imported here (lazily, so baselines run without torch), so a move of
 the engine's modules is fixed in this file alone. `run_segment` runs `pipeline.segment` (self-trained, or with
 a model file) in a child process, so that its wall time by stage and its peak memory are the job's own, and
-caches the hierarchy per (inputs, engine source hash, settings). `CLICKS` holds what a click on the engine's
-output returns: a name -> function (hierarchy, seed (x, y, z), spacing (x, y, z)) -> bool mask.
+caches the hierarchy (and the encoder that embedded the volume, beside it) per (inputs, engine source hash,
+settings). `CLICKS` holds what a click on the engine's output returns: a name -> function (EngineRun, seed
+(x, y, z), spacing (x, y, z)) -> bool mask.
 
 Run as a script it is the child: ``python volume_engine.py segment|train --out FILE INPUT...``.
 """
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -31,7 +33,17 @@ ENGINE_DIR = REPO / "CUTSSegmentationLib"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-ClickFn = Callable[[Any, Sequence[int], Sequence[float]], np.ndarray]
+
+@dataclass
+class EngineRun:
+    """One engine output as a click sees it: the hierarchy, the inputs it segmented and the encoder it used."""
+
+    hierarchy: Any
+    inputs: list[Path] = field(default_factory=list)
+    model: Optional[Path] = None
+
+
+ClickFn = Callable[[EngineRun, Sequence[int], Sequence[float]], np.ndarray]
 
 
 # ------------------------------------------------------------------------------------------ engine names
@@ -60,6 +72,12 @@ def load_hierarchy(path: Path):
     return Hierarchy.load(path)
 
 
+def load_run(path: Path, inputs: Sequence[Path]) -> EngineRun:
+    """The cached hierarchy at `path` with its inputs and the encoder saved beside it (when there is one)."""
+    model = Path(path).with_suffix(".safetensors")
+    return EngineRun(load_hierarchy(path), [Path(p) for p in inputs], model if model.is_file() else None)
+
+
 @functools.lru_cache(maxsize=1)
 def engine_source_hash() -> str:
     """Hash of every engine source file (any layout of subpackages), so a changed engine reruns. Taken once
@@ -72,11 +90,12 @@ def engine_source_hash() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- clicks
-def _click_today(hierarchy, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+def _click_today(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
     """The label under the seed on the persistent map (`cuts binarize --seed`), empty on an unpainted voxel."""
     from CUTSSegmentationLib.condense.binarize import binarize_at_seed
     from CUTSSegmentationLib.core.errors import InputError
 
+    hierarchy = run.hierarchy
     labels = hierarchy.persistent if hierarchy.persistent is not None else hierarchy.levels[-1]
     try:
         return binarize_at_seed(labels, seed_xyz)
@@ -84,11 +103,26 @@ def _click_today(hierarchy, seed_xyz: Sequence[int], spacing: Sequence[float]) -
         return np.zeros(hierarchy.shape, dtype=bool)
 
 
-def _click_structure(hierarchy, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    """What a click keeps by default: the connected structure at the level before its largest growth."""
+def _click_whole_volume(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """The connected structure at the level before its first salient growth, in the whole-volume hierarchy."""
     from CUTSSegmentationLib.condense.structures import structure_at_seed
 
-    return structure_at_seed(hierarchy.levels, seed_xyz).mask
+    return structure_at_seed(run.hierarchy.levels, seed_xyz).mask
+
+
+def _click_structure(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """What `cuts binarize --seed` keeps: the whole-volume structure, or a closer look where that is too coarse."""
+    from CUTSSegmentationLib import pipeline
+    from CUTSSegmentationLib.condense.structures import structure_at_seed
+    from CUTSSegmentationLib.io.sequences import read_sequences
+    from CUTSSegmentationLib.learn.modelfile import load_model
+
+    structure = structure_at_seed(run.hierarchy.levels, seed_xyz)
+    if run.model is None or not run.inputs or not pipeline.needs_closer_look(run.hierarchy, structure):
+        return structure.mask
+    image = read_sequences(run.inputs)
+    model = load_model(run.model, device="cpu")
+    return pipeline.structure_at_click(run.hierarchy, seed_xyz, image, model, device="cpu", structure=structure).mask
 
 
 def _engine_clicks() -> dict[str, ClickFn]:
@@ -98,16 +132,22 @@ def _engine_clicks() -> dict[str, ClickFn]:
     except ImportError:
         return clicks
     if hasattr(structures, "structure_at_seed"):
+        clicks["engine (whole volume)"] = _click_whole_volume
+    try:
+        from CUTSSegmentationLib import pipeline
+    except ImportError:
+        return clicks
+    if hasattr(pipeline, "structure_at_click"):
         clicks["engine"] = _click_structure
     return clicks
 
 
-#: Name -> click on the engine's output. "engine" (when present) is the headline; else "engine (today)".
+#: Name -> click on the engine's output. "engine" (when present) is the headline; else the most recent one.
 CLICKS: dict[str, ClickFn] = _engine_clicks()
 
 
 def headline_click() -> str:
-    return "engine" if "engine" in CLICKS else "engine (today)"
+    return "engine" if "engine" in CLICKS else list(CLICKS)[-1]
 
 
 # ----------------------------------------------------------------------------------------- child runs
@@ -253,9 +293,14 @@ def _child_main(argv: Optional[Sequence[str]] = None) -> int:
 
             model = load_model(args.model)
         t0 = time.perf_counter()
-        hierarchy = pipeline.segment(images[0], model, device="cpu", train_epochs=args.train_epochs, seed=args.seed)
+        hierarchy, model = pipeline.segment_with_encoder(
+            images[0], model, device="cpu", train_epochs=args.train_epochs, seed=args.seed
+        )
         report["segment_s"] = time.perf_counter() - t0
         hierarchy.save(args.out)
+        from CUTSSegmentationLib.learn.modelfile import save_model
+
+        save_model(model, Path(args.out).with_suffix(".safetensors"))
         report["timings"] = hierarchy.info.get("timings", {})
         report["condensation_timings"] = hierarchy.info.get("condensation_timings", {})
         report["n_clusters"] = [int(n) for n in hierarchy.n_clusters]

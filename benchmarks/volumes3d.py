@@ -81,13 +81,16 @@ def score_baselines(
     return results, slices
 
 
-def score_hierarchy(path: Path, seed, spacing, reference: np.ndarray) -> tuple[dict[str, Any], dict]:
+def score_hierarchy(
+    path: Path, inputs: Sequence[Path], seed, spacing, reference: np.ndarray
+) -> tuple[dict[str, Any], dict]:
     """Clicks, label hint on the default map and best level (label hint) of one cached hierarchy."""
-    hierarchy = engine.load_hierarchy(path)
+    run = engine.load_run(path, inputs)
+    hierarchy = run.hierarchy
     out: dict[str, Any] = {"clicks": {}}
     slices = {}
     for name, click in engine.CLICKS.items():
-        mask, seconds = _timed(click, hierarchy, seed, spacing)
+        mask, seconds = _timed(click, run, seed, spacing)
         out["clicks"][name] = {**score(mask, reference, spacing), "seconds": seconds}
         slices[name] = _seed_slice(mask, seed)
     default = hierarchy.persistent if hierarchy.persistent is not None else hierarchy.levels[-1]
@@ -134,7 +137,7 @@ def evaluate_volume(cases: list[Case], options: dict[str, Any]) -> list[dict[str
         row["baselines"], slices = score_baselines(volume.image, volume.spacing, seed, reference, slic=options["slic"])
         row["engine"] = {}
         for run_name, (path, report) in runs.items():
-            scored, engine_slices = score_hierarchy(path, seed, volume.spacing, reference)
+            scored, engine_slices = score_hierarchy(path, volume.paths, seed, volume.spacing, reference)
             row["engine"][run_name] = {**scored, "run": report}
             slices.update({f"{name} [{run_name}]": m for name, m in engine_slices.items()})
         row["figure"] = {

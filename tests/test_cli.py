@@ -16,7 +16,10 @@ from CUTSSegmentationLib.cli import main
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
 from CUTSSegmentationLib.condense.structures import structure_at_seed
 from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d, synthetic_phantom_3d
+from CUTSSegmentationLib.io.reading import read_image
 from CUTSSegmentationLib.io.writing import write_png
+from CUTSSegmentationLib.learn.modelfile import load_model
+from CUTSSegmentationLib.pipeline import structure_at_click
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,16 @@ def segmented(png_input, tmp_path_factory) -> Path:
 
 def test_segment_writes_all_outputs(segmented: Path, png_input) -> None:
     names = sorted(p.name for p in segmented.iterdir())
-    assert names == ["hierarchy.npz", "levels.png", "persistent.nrrd", "segmentation.seg.nrrd"]
+    assert names == [
+        "hierarchy.npz",
+        "levels.png",
+        "model.json",
+        "model.safetensors",
+        "persistent.nrrd",
+        "segmentation.seg.nrrd",
+    ]
+    model = load_model(segmented / "model.safetensors")  # the self-trained encoder, kept for closer looks
+    assert model.channels == 3 and model.card["normalisation"]["mode"] == "uint8"
     h = Hierarchy.load(segmented / "hierarchy.npz")
     assert h.levels.dtype == np.uint16 and h.levels.shape[1:] == (64, 64)
     assert h.n_levels >= 2
@@ -129,6 +141,43 @@ def test_volume_segment_keeps_geometry(tmp_path: Path) -> None:
     assert sitk.GetArrayFromImage(written).shape == (8, 40, 40)
     seg = slicerio.read_segmentation(str(out / "segmentation.seg.nrrd"))
     assert np.allclose(seg["ijkToLPS"][:3, 3], itk.GetOrigin())
+
+
+def test_volume_binarize_looks_closer_with_the_kept_encoder(tmp_path: Path, capsys) -> None:
+    """`cuts binarize --closer always` condenses boxes around the seed with the encoder `cuts segment` kept and
+    the input the hierarchy records; without them it refuses in one line, and auto leaves a small region alone."""
+    volume, _ = synthetic_phantom_3d(shape=(8, 40, 40), seed=1)
+    src = tmp_path / "vol.nrrd"
+    itk = sitk.GetImageFromArray(volume.array[..., 0].astype(np.int16))
+    itk.SetSpacing(volume.geometry.spacing)
+    sitk.WriteImage(itk, str(src))
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), "--epochs", "1", "--progress", "none"]) == 0
+    hierarchy = Hierarchy.load(out / "hierarchy.npz")
+    args = ["binarize", str(out / "hierarchy.npz"), "--seed", "20,20,4"]
+
+    assert main([*args, "--out", str(tmp_path / "auto.nrrd")]) == 0  # 1.6 mL under the seed: no closer look
+    auto = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "auto.nrrd"))).astype(bool)
+    assert np.array_equal(auto, structure_at_seed(hierarchy.levels, (20, 20, 4)).mask)
+
+    capsys.readouterr()
+    assert main([*args, "--closer", "always", "--out", str(tmp_path / "closer.nrrd")]) == 0
+    assert "mm box around the seed" in capsys.readouterr().err
+    closer = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "closer.nrrd"))).astype(bool)
+    expected = structure_at_click(
+        hierarchy, (20, 20, 4), read_image(src), load_model(out / "model.safetensors"), device="cpu", look_closer=True
+    )
+    assert expected.box_mm is not None and closer[4, 20, 20]
+    assert np.array_equal(closer, expected.mask)
+
+    (out / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    assert main([*args, "--closer", "always", "--out", str(tmp_path / "m.nrrd")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model MODEL" in err[0] and not (tmp_path / "m.nrrd").exists()
+    given = ["--model", str(tmp_path / "elsewhere.safetensors"), "--image", str(src)]
+    assert main([*args, "--closer", "always", *given, "--out", str(tmp_path / "given.nrrd")]) == 0
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "given.nrrd"))).astype(bool), closer)
+    assert main([*args, "--closer", "always", "--level", "0", "--out", str(tmp_path / "m.nrrd")]) == 2
 
 
 @pytest.mark.parametrize(

@@ -74,6 +74,6 @@ def test_engine_click_beats_kmeans_component(spine_t2) -> None:
     hierarchy = segment(read_image(path), device="cpu", train_epochs=TRAIN_EPOCHS, seed=0)
     assert hierarchy.shape == cord.shape and hierarchy.n_levels > 2
     click = volume_engine.CLICKS[volume_engine.headline_click()]
-    ours = dice(click(hierarchy, seed, spacing), cord)
+    ours = dice(click(volume_engine.EngineRun(hierarchy, [path]), seed, spacing), cord)
     baseline = _kmeans_component_best(image, spacing, seed, cord)
     assert ours > baseline, f"engine {ours:.3f} vs k-means + component {baseline:.3f}"

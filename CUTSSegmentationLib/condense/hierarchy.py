@@ -9,7 +9,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -64,6 +64,30 @@ def parse_level(value: Union[None, int, str], name: str = "level") -> LevelSpec:
         return int(text)
     except ValueError:
         raise InputError(f"{name} must be an integer level index, 'auto' or 'persistent', got '{value}'") from None
+
+
+def level_maps(
+    atom_labels: np.ndarray, merge_tree: np.ndarray, level_events: Sequence[int], shape: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(atom map, levels): the atoms as a label map of `shape`, and each kept level's labels (finest first).
+
+    Level labels are cluster id + 1, so 0 stays free for "no label"; both arrays take the smallest unsigned type.
+
+    Examples
+    --------
+    >>> tree = np.array([[0, 1, 2], [0, 0, 1]])  # step 0: three clusters; step 1: atoms 0 and 1 merged
+    >>> atoms, levels = level_maps(np.array([0, 1, 2, 2]), tree, [0, 1], (2, 2))
+    >>> levels.tolist()
+    [[[1, 2], [3, 3]], [[1, 1], [2, 2]]]
+    """
+    shape = tuple(int(s) for s in shape)
+    dtype = smallest_uint(int(merge_tree.max()) + 1)
+    atom_map = atom_labels.astype(smallest_uint(int(atom_labels.max()))).reshape(shape)
+    levels = np.empty((len(level_events),) + shape, dtype=dtype)
+    for i, event in enumerate(level_events):
+        lookup = (merge_tree[event].astype(np.int64) + 1).astype(dtype)
+        levels[i] = lookup[atom_map]
+    return atom_map, levels
 
 
 @dataclass

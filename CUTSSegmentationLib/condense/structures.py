@@ -167,6 +167,9 @@ class Structure:
         Voxels in `mask` (after filling enclosed cavities).
     chain_sizes : np.ndarray
         (L,) voxels of the region under the seed at every level, finest first.
+    box_mm : float, optional
+        Side of the box around the click whose own hierarchy the structure came from (`condense.zoom`; then
+        `level` is a level of that box's hierarchy); None: the whole image's hierarchy.
     """
 
     mask: np.ndarray
@@ -174,6 +177,7 @@ class Structure:
     persistence: int
     voxels: int
     chain_sizes: np.ndarray
+    box_mm: Optional[float] = None
 
 
 def structure_at_seed(

@@ -13,6 +13,7 @@ default as the authors feed them to diffusion condensation.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator, Optional, Union
 
 import numpy as np
@@ -75,11 +76,13 @@ def iter_slice_embeddings(
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
     l2_normalize: bool = False,
+    normalization_params: Optional[dict] = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(z, embeddings)`` for every slice z of `image`, embeddings (Y*X, D) in raster (y, x) order.
 
     The model's encoder is moved to `device` (in place) and run in eval mode under `torch.inference_mode`.
     `batch_slices` slices go through the encoder at once (default: as many as fit the pixel budget).
+    `normalization_params` replace the ones taken from `image` (a crop is scaled as its whole volume is).
     """
     check_compatible(model, image)
     dev = resolve_device(device)
@@ -89,7 +92,7 @@ def iter_slice_embeddings(
     encoder.to(device=dev, memory_format=memory_format)
     entry = _model_normalization(model)
     mode = entry.get("mode", "percentile")
-    params = params_for_inference(entry, image)
+    params = normalization_params if normalization_params is not None else params_for_inference(entry, image)
     n_z, h, w, _ = image.array.shape
     budget = _pixel_budget(dev)
     if batch_slices is None:
@@ -175,3 +178,38 @@ def compute_embeddings(
     ):
         out[z * per_slice : (z + 1) * per_slice] = emb
     return out
+
+
+def embed_box(
+    model: TrainedModel,
+    image: ImageData,
+    box: tuple[slice, slice, slice],
+    device: Union[str, torch.device] = "auto",
+    dtype: np.dtype = np.float16,
+) -> np.ndarray:
+    """The embeddings of the voxels in `box` (z, y, x slices of a volume), (n, D) raster order, L2-normalised.
+
+    Equal to the rows of `compute_embeddings(model, image)` that fall in the box, at the cost of the box plus
+    the encoder's receptive radius around it in-plane (the encoder works slice by slice), scaled with the whole
+    image's intensity statistics.
+
+    Examples
+    --------
+    >>> box = (slice(10, 20), slice(40, 90), slice(40, 90))
+    >>> embed_box(model, volume, box, device="cpu").shape == (10 * 50 * 50, model.embed_dim)  # doctest: +SKIP
+    True
+    """
+    z, y, x = box
+    halo = RECEPTIVE_RADIUS
+    _, h, w, _ = image.array.shape
+    ya, yb = max(0, y.start - halo), min(h, y.stop + halo)
+    xa, xb = max(0, x.start - halo), min(w, x.stop + halo)
+    crop = replace(image, array=np.ascontiguousarray(image.array[z, ya:yb, xa:xb]))
+    params = params_for_inference(_model_normalization(model), image)
+    rows = [
+        emb.reshape(yb - ya, xb - xa, -1)[y.start - ya : y.stop - ya, x.start - xa : x.stop - xa]
+        for _, emb in iter_slice_embeddings(
+            model, crop, device, dtype=dtype, l2_normalize=True, normalization_params=params
+        )
+    ]
+    return np.ascontiguousarray(np.stack(rows)).reshape(-1, rows[0].shape[-1])

@@ -134,3 +134,24 @@ def test_card_params_per_image_or_fixed() -> None:
     fixed = card_entry([a, b], "percentile", per_image=False)
     assert params_for_inference(fixed, b) == fixed["params"]
     assert params_for_inference(card_entry([a], "uint8"), a) is None
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (slice(1, 3), slice(5, 14), slice(6, 17)),  # inside: the halo comes from the volume
+        (slice(0, 2), slice(0, 9), slice(15, 24)),  # on the border: replicate padding, as for the whole slice
+    ],
+)
+def test_embed_box_equals_the_whole_volume_rows(box) -> None:
+    """A box's embeddings are the whole volume's rows for those voxels: the in-plane halo covers the receptive
+    field and the box is scaled with the whole volume's percentiles, not its own."""
+    model = grey_model()
+    rng = np.random.default_rng(1)
+    array = rng.normal(100, 30, (3, 20, 24, 1)).astype(np.float32)
+    array[:, :4, :4] = 900.0  # outside every box: the box's own percentiles would differ from the volume's
+    image = ImageData(array, source_dtype="int16")
+    whole = compute_embeddings(model, image, device="cpu", dtype=np.float32).reshape(3, 20, 24, -1)
+    got = embedding.embed_box(model, image, box, device="cpu", dtype=np.float32)
+    assert got.shape == (int(np.prod([s.stop - s.start for s in box])), 128)
+    np.testing.assert_allclose(got, whole[box].reshape(-1, 128), rtol=1e-4, atol=1e-5)
