@@ -266,6 +266,8 @@ def structure_at_click(
     sides_mm: Sequence[float] = ZOOM_SIDES_MM,
     structure: Optional[Structure] = None,
     look_closer: Optional[bool] = None,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
 ) -> Structure:
     """What one click on a hierarchy keeps: its structure, looked at closer where the hierarchy is too coarse.
 
@@ -291,6 +293,8 @@ def structure_at_click(
         `structure_at_seed(hierarchy.levels, seed_index_xyz)` when the caller has it already.
     look_closer : bool, optional
         True: condense boxes around the seed whatever the region's size; False: never; None: when needed.
+    progress, cancel
+        Progress callback and cancel token of the closer look.
 
     Returns
     -------
@@ -325,6 +329,8 @@ def structure_at_click(
         sides_mm,
         CondensationConfig(seed=int((hierarchy.info.get("condensation") or {}).get("seed", 0))),
         device=torch_device,
+        progress=progress,
+        cancel=cancel,
     )
     mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factor, hierarchy.shape).reshape(hierarchy.shape)
     mask = mask.astype(bool)
