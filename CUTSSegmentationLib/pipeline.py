@@ -272,9 +272,9 @@ def structure_at_click(
     """What one click on a hierarchy keeps: its structure, looked at closer where the hierarchy is too coarse.
 
     The structure under the seed in the hierarchy (`condense.structures.structure_at_seed`); in a volume whose
-    finest region under the seed is larger than any organ (`condense.zoom.is_unresolved`), and when the image
-    and its encoder are given, the structure the hierarchies of boxes around the seed agree on instead
-    (`condense.zoom.structure_in_boxes`, a few seconds per box on a CPU).
+    finest region under the seed is too large to be one structure (`condense.zoom.is_unresolved`), and when the
+    image and its encoder are given, the structure the hierarchies of boxes around the seed agree on instead
+    (`condense.zoom.structure_in_boxes`, seconds per box on a CPU).
 
     Parameters
     ----------
@@ -284,7 +284,7 @@ def structure_at_click(
         The click as a voxel index (x, y[, z]).
     image, model : optional
         The segmented image and the encoder that embedded it (a self-trained run's model); without them the
-        whole-image hierarchy's structure is kept.
+        whole-image hierarchy's structure is kept (`look_closer=True` then raises InputError).
     device : str
         Where the box's embeddings and condensation run.
     sides_mm : sequence of float
@@ -308,7 +308,7 @@ def structure_at_click(
     """
     structure = structure or structure_at_seed(hierarchy.levels, seed_index_xyz)
     if look_closer is None:
-        look_closer = needs_closer_look(hierarchy, structure)
+        look_closer = image is not None and model is not None and needs_closer_look(hierarchy, structure)
     if not look_closer:
         return structure
     if hierarchy.is_2d:
