@@ -310,6 +310,7 @@ def _closer_look(args: argparse.Namespace, hierarchy: Hierarchy, seed, structure
         device=args.device,
         structure=structure,
         look_closer=True,
+        progress=_progress(args.progress),
     )
 
 

@@ -266,13 +266,15 @@ def structure_at_click(
     sides_mm: Sequence[float] = ZOOM_SIDES_MM,
     structure: Optional[Structure] = None,
     look_closer: Optional[bool] = None,
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
 ) -> Structure:
     """What one click on a hierarchy keeps: its structure, looked at closer where the hierarchy is too coarse.
 
     The structure under the seed in the hierarchy (`condense.structures.structure_at_seed`); in a volume whose
-    finest region under the seed is larger than any organ (`condense.zoom.is_unresolved`), and when the image
-    and its encoder are given, the structure the hierarchies of boxes around the seed agree on instead
-    (`condense.zoom.structure_in_boxes`, a few seconds per box on a CPU).
+    finest region under the seed is too large to be one structure (`condense.zoom.is_unresolved`), and when the
+    image and its encoder are given, the structure the hierarchies of boxes around the seed agree on instead
+    (`condense.zoom.structure_in_boxes`, seconds per box on a CPU).
 
     Parameters
     ----------
@@ -282,7 +284,7 @@ def structure_at_click(
         The click as a voxel index (x, y[, z]).
     image, model : optional
         The segmented image and the encoder that embedded it (a self-trained run's model); without them the
-        whole-image hierarchy's structure is kept.
+        whole-image hierarchy's structure is kept (`look_closer=True` then raises InputError).
     device : str
         Where the box's embeddings and condensation run.
     sides_mm : sequence of float
@@ -291,6 +293,8 @@ def structure_at_click(
         `structure_at_seed(hierarchy.levels, seed_index_xyz)` when the caller has it already.
     look_closer : bool, optional
         True: condense boxes around the seed whatever the region's size; False: never; None: when needed.
+    progress, cancel
+        Progress callback and cancel token of the closer look.
 
     Returns
     -------
@@ -304,7 +308,7 @@ def structure_at_click(
     """
     structure = structure or structure_at_seed(hierarchy.levels, seed_index_xyz)
     if look_closer is None:
-        look_closer = needs_closer_look(hierarchy, structure)
+        look_closer = image is not None and model is not None and needs_closer_look(hierarchy, structure)
     if not look_closer:
         return structure
     if hierarchy.is_2d:
@@ -325,6 +329,8 @@ def structure_at_click(
         sides_mm,
         CondensationConfig(seed=int((hierarchy.info.get("condensation") or {}).get("seed", 0))),
         device=torch_device,
+        progress=progress,
+        cancel=cancel,
     )
     mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factor, hierarchy.shape).reshape(hierarchy.shape)
     mask = mask.astype(bool)

@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 from CUTSSegmentationLib.cli import main
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
 from CUTSSegmentationLib.condense.structures import structure_at_seed
+from CUTSSegmentationLib.core.errors import InputError
 from CUTSSegmentationLib.evaluate.phantom import synthetic_image_2d, synthetic_phantom_3d
 from CUTSSegmentationLib.io.reading import read_image
 from CUTSSegmentationLib.io.writing import write_png
@@ -159,6 +160,9 @@ def test_volume_binarize_looks_closer_with_the_kept_encoder(tmp_path: Path, caps
     assert main([*args, "--out", str(tmp_path / "auto.nrrd")]) == 0  # 1.6 mL under the seed: no closer look
     auto = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "auto.nrrd"))).astype(bool)
     assert np.array_equal(auto, structure_at_seed(hierarchy.levels, (20, 20, 4)).mask)
+    assert np.array_equal(structure_at_click(hierarchy, (20, 20, 4)).mask, auto)  # nothing to look closer with
+    with pytest.raises(InputError, match="needs the segmented image"):
+        structure_at_click(hierarchy, (20, 20, 4), look_closer=True)
 
     capsys.readouterr()
     assert main([*args, "--closer", "always", "--out", str(tmp_path / "closer.nrrd")]) == 0

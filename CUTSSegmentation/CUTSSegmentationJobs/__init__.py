@@ -22,10 +22,11 @@ from .environment import (
     missing_requirements,
     read_requirements,
 )
-from .job_outputs import card_path, copy_model_file, load_job_hierarchy
+from .job_outputs import card_path, copy_model_file, load_job_hierarchy, load_job_mask
 from .runner import (
     EngineJob,
     JobResult,
+    closer_look_args,
     engine_directory,
     kill_process_tree,
     segment_args,
@@ -41,6 +42,7 @@ __all__ = [
     "JobResult",
     "card_path",
     "choose_device",
+    "closer_look_args",
     "copy_model_file",
     "detect_accelerators",
     "device_label",
@@ -48,6 +50,7 @@ __all__ = [
     "find_python_executable",
     "kill_process_tree",
     "load_job_hierarchy",
+    "load_job_mask",
     "missing_requirements",
     "read_requirements",
     "segment_args",

@@ -83,6 +83,7 @@ __all__ = [
     "format_time_left",
     "max_kept_levels",
     "image_reader",
+    "mask_reader",
     "model_files",
     "no_progress",
     "parse_level",
@@ -131,6 +132,13 @@ def image_reader() -> SimpleNamespace:
     from CUTSSegmentationLib.io.validation import validate_image
 
     return SimpleNamespace(read_image=read_image, validate_image=validate_image)
+
+
+def mask_reader() -> Callable[..., Any]:
+    """`read_label_mask(path)`: a mask file as a bool array (imports SimpleITK)."""
+    from CUTSSegmentationLib.io.reading import read_label_mask
+
+    return read_label_mask
 
 
 def synthetic_image_2d(size: int = 64, seed: int = 0):

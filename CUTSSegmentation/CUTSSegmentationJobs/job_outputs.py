@@ -1,4 +1,4 @@
-"""Taking a finished job's outputs: the trained encoder (weights + card) and the computed hierarchy.
+"""Taking a finished job's outputs: the trained encoder (weights + card), the computed hierarchy, a kept mask.
 
 Plain files only (no MRML, no torch), so the panel can keep or save an encoder without importing torch.
 """
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import Hierarchy, InputError, atomic_write_files
+import numpy as np
+
+from .engine import Hierarchy, InputError, atomic_write_files, mask_reader
 
 
 def card_path(model_path: str | Path) -> Path:
@@ -40,3 +42,11 @@ def load_job_hierarchy(out_dir: str | Path) -> Hierarchy:
     if not path.is_file():
         raise InputError(f"the segmentation job wrote no hierarchy ({path} is missing)")
     return Hierarchy.load(path)
+
+
+def load_job_mask(path: str | Path) -> np.ndarray:
+    """The bool mask (Z, Y, X) a `cuts binarize` job wrote."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"the job wrote no structure ({path} is missing)")
+    return mask_reader()(path)

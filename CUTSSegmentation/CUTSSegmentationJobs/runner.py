@@ -110,6 +110,28 @@ def segment_args(
     return args + _common(device, seed)
 
 
+def closer_look_args(
+    hierarchy_path: PathLike,
+    seed_xyz: Sequence[float],
+    inputs: Sequence[PathLike],
+    model: PathLike,
+    mask_out: PathLike,
+    *,
+    device: str = "auto",
+) -> list[str]:
+    """`cuts binarize H --seed X,Y,Z --closer always --image INPUT... --model M --out MASK --device D --progress lines`.
+
+    The structure the hierarchies of boxes around the seed agree on (the engine's closer look); `inputs` are
+    the segmented volume's files in channel order, `model` the encoder that embedded them.
+    """
+    if not inputs:
+        raise ValueError("closer_look_args needs the segmented input files")
+    seed = ",".join(f"{float(v):g}" for v in seed_xyz)
+    args = ["binarize", str(Path(hierarchy_path)), "--seed", seed, "--closer", "always"]
+    args += ["--image", *[str(Path(p)) for p in inputs], "--model", str(Path(model)), "--out", str(Path(mask_out))]
+    return args + ["--device", str(device), "--progress", "lines"]
+
+
 def engine_command(python: str, engine_args: Sequence[str]) -> list[str]:
     """Full argv: `<python> -m CUTSSegmentationLib <engine args>`."""
     return [str(python), "-m", ENGINE_PACKAGE, *[str(a) for a in engine_args]]

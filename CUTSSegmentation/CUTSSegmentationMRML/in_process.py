@@ -40,10 +40,34 @@ def segment_volume(
     `volume_node` may be a list of nodes, and `extra_volumes` adds more: one case's co-registered sequences,
     stacked as channels in that order on the first one's grid (refused in one line when grids differ).
     """
+    return segment_volume_with_encoder(
+        volume_node,
+        model,
+        device=device,
+        epochs=epochs,
+        seed=seed,
+        progress=progress,
+        cancel=cancel,
+        extra_volumes=extra_volumes,
+    )[0]
+
+
+def segment_volume_with_encoder(
+    volume_node: Any,
+    model: Any = None,
+    *,
+    device: str = "auto",
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: ProgressCallback = no_progress,
+    cancel: CancelToken | None = None,
+    extra_volumes: Sequence[Any] | None = None,
+) -> tuple[Hierarchy, Any]:
+    """`segment_volume`, also returning the encoder that embedded the volume (what `closer_look` needs)."""
     image = volumes_to_image(sequence_volumes(volume_node, extra_volumes))
     if isinstance(model, (str, os.PathLike)):
         model = load_model_file(model)
-    return pipeline().segment(
+    return pipeline().segment_with_encoder(
         image,
         model,
         device=device,
@@ -52,6 +76,23 @@ def segment_volume(
         progress=progress,
         cancel=cancel,
     )
+
+
+def closer_look(
+    hierarchy: Hierarchy,
+    seed_xyz: Sequence[float],
+    volume_nodes: Sequence[Any],
+    model: Any,
+    *,
+    device: str = "auto",
+    progress: ProgressCallback = no_progress,
+) -> Any:
+    """The engine's structure under a seed when it needs a closer look (`pipeline.structure_at_click`: boxes
+    around the seed, where the finest region under it is too large to be one structure); None when the
+    hierarchy's own structure stands."""
+    image = volumes_to_image(sequence_volumes(list(volume_nodes)))
+    structure = pipeline().structure_at_click(hierarchy, seed_xyz, image, model, device=device, progress=progress)
+    return structure if structure.box_mm is not None else None
 
 
 def train_on_volumes(

@@ -220,18 +220,8 @@ def add_structure(
         PERSISTENCE_TAG: str(persistence),
         VOXELS_TAG: str(voxels),
     }
-    check_appendable(segmentation_node, reference_volume_node)
-    if undo is not None:
-        undo.checkpoint(segmentation_node)
-    segment_id = _unique_segment_id(segmentation_node.GetSegmentation(), choice.level, choice.label)
-    append_segment(
-        segmentation_node,
-        choice.mask,
-        reference_volume_node,
-        name,
-        color,
-        tags,
-        segment_id,
+    segment_id = _keep(
+        segmentation_node, reference_volume_node, choice.mask, name, color, tags, (choice.level, choice.label), undo
     )
     return KeptStructure(
         segmentation_node,
@@ -242,6 +232,51 @@ def add_structure(
         persistence,
         voxels,
     )
+
+
+def _keep(
+    segmentation_node: Any,
+    reference_volume_node: Any,
+    mask: np.ndarray,
+    name: str,
+    color: Sequence[float],
+    tags: dict[str, str],
+    id_parts: tuple[int | str, int],
+    undo: SegmentationUndo | None,
+) -> str:
+    """Check, take the undo checkpoint, append the segment; its id."""
+    check_appendable(segmentation_node, reference_volume_node)
+    if undo is not None:
+        undo.checkpoint(segmentation_node)
+    segment_id = _unique_segment_id(segmentation_node.GetSegmentation(), *id_parts)
+    return append_segment(segmentation_node, mask, reference_volume_node, name, color, tags, segment_id)
+
+
+#: The level tag of a structure a closer look around the seed found (it is no level of the hierarchy).
+CLOSER_LOOK = "closer look"
+
+
+def add_closer_look(
+    mask: np.ndarray,
+    segmentation_node: Any,
+    reference_volume_node: Any,
+    name: str | None = None,
+    color: Sequence[float] | None = None,
+    undo: SegmentationUndo | None = None,
+) -> KeptStructure:
+    """Append a structure found by a closer look around a seed (`cuts binarize --closer always`) as one segment.
+
+    Its level tag is "closer look" and it has no label tag (label 0 in the returned record): it comes from the
+    hierarchy of a box around the seed, not from a level of the volume's hierarchy. Same checks, undo
+    checkpoint and segment layout as `add_structure`.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    voxels = int(np.count_nonzero(mask))
+    name = name or "Structure (closer look)"
+    color = color if color is not None else label_colors([1])[1]
+    tags = {LEVEL_TAG: CLOSER_LOOK, PERSISTENCE_TAG: "1", VOXELS_TAG: str(voxels)}
+    segment_id = _keep(segmentation_node, reference_volume_node, mask, name, color, tags, ("closer", 0), undo)
+    return KeptStructure(segmentation_node, segment_id, name, CLOSER_LOOK, 0, 1, voxels)
 
 
 def segment_tag(segment: Any, key: str) -> str | None:

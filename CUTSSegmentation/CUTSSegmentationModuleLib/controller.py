@@ -125,7 +125,22 @@ class PanelLogic(Protocol):
         extraVolumes: Any = None,
     ) -> Job: ...
 
-    def finishSegmentationJob(self, job: Any, volumeNode: Any) -> Any: ...
+    def finishSegmentationJob(self, job: Any, volumeNode: Any, modelPath: str | None = None) -> Any: ...
+
+    def encoderOf(self, hierarchyNode: Any) -> str | None: ...
+
+    def startCloserLookJob(
+        self,
+        hierarchyNode: Any,
+        seed: Any,
+        volumeNode: Any,
+        device: str = "auto",
+        onProgress: Any = None,
+        onOutput: Any = None,
+        extraVolumes: Any = None,
+    ) -> Job: ...
+
+    def finishCloserLookJob(self, job: Any, segmentationNode: Any, volumeNode: Any) -> Any: ...
 
     def clearCache(self) -> None: ...
 
@@ -144,6 +159,7 @@ class PanelState:
     level: int = 0
     persistentEnabled: bool = False
     addStructureEnabled: bool = False
+    lookCloserEnabled: bool = False
     undoEnabled: bool = False
     show3DEnabled: bool = False
     exportEnabled: bool = False
@@ -164,6 +180,7 @@ STAGE_TITLES = {
     "levels": "Building the levels",
     "write": "Writing the results",
     "done": "Finishing",
+    "closer": "Looking closer",
 }
 
 
@@ -362,6 +379,11 @@ class PanelController:
             persistentEnabled=hierarchy is not None and hierarchy.persistent is not None,
             # Placed points do not modify the parameter node: an empty point list is reported on the click.
             addStructureEnabled=hierarchy is not None and p.seedPoints is not None and not busy,
+            lookCloserEnabled=hierarchy is not None
+            and p.seedPoints is not None
+            and hasInput
+            and not busy
+            and self.logic.encoderOf(p.hierarchyNode) is not None,
             undoEnabled=p.outputSegmentation is not None and self.logic.canUndo(p.outputSegmentation),
             show3DEnabled=p.outputSegmentation is not None or p.previewSegmentation is not None,
             exportEnabled=hierarchy is not None and p.inputVolume is not None and not busy,
@@ -429,11 +451,12 @@ class PanelController:
             onOutput=_logOutput,
             extraVolumes=extraVolumes,
         )
-        self._begin(job, lambda finished: self._segmentationSucceeded(finished, volumeNode))
+        modelPath = p.modelPath or None
+        self._begin(job, lambda finished: self._segmentationSucceeded(finished, volumeNode, modelPath))
         return True
 
-    def _segmentationSucceeded(self, job: Any, volumeNode: Any) -> None:
-        hierarchyNode = self.logic.finishSegmentationJob(job, volumeNode)
+    def _segmentationSucceeded(self, job: Any, volumeNode: Any, modelPath: str | None = None) -> None:
+        hierarchyNode = self.logic.finishSegmentationJob(job, volumeNode, modelPath)
         hierarchy = self.logic.hierarchyForNode(hierarchyNode)
         p = self.parameters
         p.hierarchyNode = hierarchyNode
@@ -464,6 +487,35 @@ class PanelController:
         kept = self.logic.addStructure(hierarchy, p.seedPoints, p.outputSegmentation, level, p.inputVolume)
         self.status = f"Added '{kept.name}' ({kept.voxels} voxels) to {p.outputSegmentation.GetName()}."
         return kept
+
+    def lookCloser(self) -> bool:
+        """Start a closer look around the seed point (boxes around it condensed with the volume's encoder) in the
+        background; its structure is appended to the output segmentation when it ends. False: nothing started."""
+        p = self.parameters
+        if p is None or p.hierarchyNode is None or p.seedPoints is None or p.inputVolume is None or self.job:
+            return False
+        if not self.ensureDependencies():
+            return False
+        volumeNode, *extraVolumes = self.sequenceVolumes()
+        device, self.status = choose_device(p.device, self.accelerators)
+        job = self.logic.startCloserLookJob(
+            p.hierarchyNode,
+            p.seedPoints,
+            volumeNode,
+            device=device,
+            onProgress=self._onProgress,
+            onOutput=_logOutput,
+            extraVolumes=extraVolumes,
+        )
+        self._begin(job, lambda finished: self._closerLookSucceeded(finished, volumeNode))
+        return True
+
+    def _closerLookSucceeded(self, job: Any, volumeNode: Any) -> None:
+        p = self.parameters
+        if p.outputSegmentation is None or is_preview(p.outputSegmentation):
+            p.outputSegmentation = self.logic.createSegmentationNode(volumeNode)
+        kept = self.logic.finishCloserLookJob(job, p.outputSegmentation, volumeNode)
+        self.status = f"Added '{kept.name}' ({kept.voxels} voxels) to {p.outputSegmentation.GetName()}."
 
     def undo(self) -> bool:
         """Take back the last addition to the output segmentation."""

@@ -20,9 +20,11 @@ from typing import Any
 import slicer
 from CUTSSegmentationJobs import (
     EngineJob,
+    closer_look_args,
     copy_model_file,
     find_python_executable,
     load_job_hierarchy,
+    load_job_mask,
     segment_args,
     train_args,
 )
@@ -30,6 +32,7 @@ from CUTSSegmentationJobs.engine import InputError
 from CUTSSegmentationMRML import (
     PERSISTENT,
     SegmentationUndo,
+    add_closer_look,
     add_structure,
     default_level,
     find_hierarchy_nodes,
@@ -53,6 +56,9 @@ from CUTSSegmentationMRML.volume_files import sequence_file_names, write_volume_
 from .dependencies import DependencyInstaller
 
 logger = logging.getLogger(__name__)
+
+#: Attribute of a hierarchy node: the encoder file that embedded its volume (what a closer look needs).
+ENCODER_ATTRIBUTE = "CUTS.EncoderPath"
 
 
 def default_models_directory() -> str:
@@ -400,7 +406,75 @@ class SegmentationLogic:
             raise
         return job
 
-    def finishSegmentationJob(self, job: EngineJob, volumeNode):
-        """Read the job's hierarchy and store it in the scene; returns the hierarchy node."""
+    def finishSegmentationJob(self, job: EngineJob, volumeNode, modelPath: str | None = None):
+        """Read the job's hierarchy and store it in the scene; returns the hierarchy node.
+
+        The encoder that embedded the volume is remembered on the hierarchy node (`ENCODER_ATTRIBUTE`):
+        `modelPath` when the job used one, else the self-trained one, moved out of the job folder into the
+        models folder.
+        """
         hierarchy = load_job_hierarchy(job.path("result"))
-        return self.addHierarchyToScene(hierarchy, volumeNode)
+        hierarchyNode = self.addHierarchyToScene(hierarchy, volumeNode)
+        encoder = modelPath
+        if not encoder and os.path.isfile(job.path("result", "model.safetensors")):
+            folder = self.modelsDirectory or default_models_directory()
+            target = os.path.join(folder, time.strftime("cuts-self-trained-%Y%m%d-%H%M%S.safetensors"))
+            encoder = str(copy_model_file(job.path("result", "model.safetensors"), target))
+        if encoder:
+            hierarchyNode.SetAttribute(ENCODER_ATTRIBUTE, str(encoder))
+        return hierarchyNode
+
+    def encoderOf(self, hierarchyNode) -> str | None:
+        """The encoder file remembered for a hierarchy node, when it still exists."""
+        path = hierarchyNode.GetAttribute(ENCODER_ATTRIBUTE) if hierarchyNode is not None else None
+        return path if path and os.path.isfile(path) else None
+
+    def startCloserLookJob(
+        self,
+        hierarchyNode,
+        seed,
+        volumeNode,
+        device: str = "auto",
+        onProgress=None,
+        onOutput=None,
+        extraVolumes=None,
+    ) -> EngineJob:
+        """Start a closer look around `seed` (markups node or voxel (x, y, z)) in the background.
+
+        The engine condenses boxes of 100-160 mm around the seed with the encoder that embedded the volume
+        and keeps the region their hierarchies agree on (`cuts binarize --closer always`): for a structure no
+        level holds, such as a tumour inside the soft tissue of a thorax CT. volumeNode (and extraVolumes) are
+        the sequences the hierarchy was computed from, in the same order.
+        """
+        model = self.encoderOf(hierarchyNode)
+        if model is None:
+            raise InputError(
+                "no encoder is kept for this hierarchy: run condensation again (or load the encoder it was "
+                "computed with and run it again)"
+            )
+        hierarchy = self.hierarchyForNode(hierarchyNode)
+        volumeNodes = sequence_volumes(volumeNode, extraVolumes)
+        check_sequence_volumes(volumeNodes)
+        seedXYZ = seed_voxel(seed, volumeNodes[0])
+        job = self._newJob("CUTS closer look", onProgress, onOutput)
+        try:
+            names = sequence_file_names(volumeNodes)
+            inputPaths = [write_volume_file(node, job.path(name)) for node, name in zip(volumeNodes, names)]
+            hierarchy.save(job.path("hierarchy.npz"))
+            job.start(
+                closer_look_args(
+                    job.path("hierarchy.npz"), seedXYZ, inputPaths, model, job.path("structure.nrrd"), device=device
+                )
+            )
+        except BaseException:
+            job.cleanup()
+            raise
+        return job
+
+    def finishCloserLookJob(self, job: EngineJob, segmentationNode, volumeNode, name=None, color=None):
+        """Append the structure the closer look found to segmentationNode (undo checkpoint first)."""
+        mask = load_job_mask(job.path("structure.nrrd"))
+        kept = add_closer_look(mask, segmentationNode, volumeNode, name=name, color=color, undo=self.undoHistory)
+        if segmentationNode.GetNodeReference("referenceImageGeometryRef") is None:
+            place_with_volume(segmentationNode, volumeNode)
+        return kept

@@ -75,6 +75,7 @@ class Panel(VTKObservationMixin):
         self.ui.saveModelButton.connect("clicked(bool)", self.onSaveModelButton)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.addStructureButton.connect("clicked(bool)", self.onAddStructureButton)
+        self.ui.lookCloserButton.connect("clicked(bool)", self.onLookCloserButton)
         self.ui.undoButton.connect("clicked(bool)", self.onUndoButton)
         self.ui.show3DButton.connect("toggled(bool)", self.onShow3DButton)
         self.ui.exportHierarchyButton.connect("clicked(bool)", self.onExportHierarchyButton)
@@ -158,6 +159,7 @@ class Panel(VTKObservationMixin):
         ui.cancelButton.enabled = state.cancelEnabled
         ui.persistentButton.enabled = state.persistentEnabled
         ui.addStructureButton.enabled = state.addStructureEnabled
+        ui.lookCloserButton.enabled = state.lookCloserEnabled
         ui.undoButton.enabled = state.undoEnabled
         ui.show3DButton.enabled = state.show3DEnabled
         ui.exportHierarchyButton.enabled = state.exportEnabled
@@ -231,6 +233,12 @@ class Panel(VTKObservationMixin):
 
     def onAddStructureButton(self) -> None:
         self._runAction("Failed to add the structure at the seed.", self.controller.addStructureAtSeed)
+
+    def onLookCloserButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Failed to start the closer look.", waitCursor=True):
+            if self.controller.lookCloser():
+                self.timer.start()
+        self._update()
 
     def onUndoButton(self) -> None:
         self._runAction("Failed to undo.", self.controller.undo)

@@ -25,7 +25,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.imagedata import ImageData
+from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from .condensation import CondensationConfig, condense
 from .features import condensation_features
 from .hierarchy import level_maps
@@ -39,6 +41,8 @@ UNRESOLVED_ML = 3000.0
 UNRESOLVED_FRACTION = 0.2
 
 Box = tuple[slice, slice, slice]
+#: The progress stage of a closer look.
+STAGE = "closer"
 
 
 def finest_region(chain_sizes: Sequence[int]) -> int:
@@ -144,6 +148,8 @@ def structure_in_boxes(
     sides_mm: Sequence[float] = ZOOM_SIDES_MM,
     config: Optional[CondensationConfig] = None,
     device="cpu",
+    progress: ProgressCallback = no_progress,
+    cancel: Optional[CancelToken] = None,
 ) -> ZoomedStructure:
     """The structure under `index_zyx` that the hierarchies of boxes of `sides_mm` around it agree on.
 
@@ -162,6 +168,8 @@ def structure_in_boxes(
         Condensation settings (default: the volume defaults).
     device
         Where condensation runs.
+    progress, cancel
+        Progress callback (stage "closer") and cancel token, checked before each box.
 
     Returns
     -------
@@ -174,6 +182,7 @@ def structure_in_boxes(
     sides = sorted(float(s) for s in sides_mm)
     outer = box_around(at, sides[-1], image.geometry.spacing, shape)
     outer_shape = tuple(o.stop - o.start for o in outer)
+    progress(STAGE, 0.0, f"embedding a {sides[-1]:g} mm box around the seed")
     embeddings = embed(outer)
     embeddings = embeddings.reshape(*outer_shape, embeddings.shape[-1])  # the boxes nest: embed the largest once
     boxes: dict[tuple[int, ...], tuple[Box, float]] = {}
@@ -181,7 +190,9 @@ def structure_in_boxes(
         box = box_around(at, side, image.geometry.spacing, shape)
         boxes.setdefault(tuple(v for b in box for v in (b.start, b.stop)), (box, side))
     members: list[tuple[float, int, np.ndarray]] = []  # (side, level, mask in the outer box)
-    for box, side in boxes.values():
+    for done, (box, side) in enumerate(boxes.values()):
+        check_cancel(cancel)
+        progress(STAGE, (done + 0.5) / (len(boxes) + 0.5), f"condensing the {side:g} mm box")
         inner = tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer))
         rows = np.ascontiguousarray(embeddings[inner]).reshape(-1, embeddings.shape[-1])
         levels = box_hierarchy_levels(image, box, rows, config, device)
@@ -189,6 +200,7 @@ def structure_in_boxes(
         chain = seed_chain(levels, local)
         if len(boxes) == 1:
             kept = structure_at_seed(levels, local[::-1])
+            progress(STAGE, 1.0, "one box holds the whole scan around the seed: its own click rule chose")
             mask = np.zeros(outer_shape, dtype=bool)
             mask[inner] = kept.mask
             return ZoomedStructure(mask=_in_grid(mask, outer, shape), side_mm=side, level=kept.level, agreement=1.0)
@@ -199,13 +211,14 @@ def structure_in_boxes(
             mask[inner] = structure_at_seed(levels, local[::-1], level=k).mask
             members.append((side, k, mask))
     if not members:
-        raise ValueError("no box around the click holds a region of at least MIN_STRUCTURE_VOXELS voxels")
+        raise InputError(f"no box around the seed holds a region of at least {MIN_STRUCTURE_VOXELS} voxels")
     kept_sides = sorted({s for s, _, _ in members})
     agreement = [
         sum(max(_dice(mask, m) for s2, _, m in members if s2 == s) for s in kept_sides if s != side)
         / max(len(kept_sides) - 1, 1)
         for side, _, mask in members
     ]
+    progress(STAGE, 1.0, f"{len(members)} regions of {len(kept_sides)} boxes compared")
     best = int(np.argmax(agreement))
     side, level, mask = members[best]
     return ZoomedStructure(mask=_in_grid(mask, outer, shape), side_mm=side, level=level, agreement=agreement[best])

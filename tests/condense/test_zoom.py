@@ -69,3 +69,35 @@ def test_boxes_around_the_click_separate_the_tumour(thorax_ct) -> None:
     assert not zoomed.mask.sum() - zoomed.mask[outer].sum()  # nothing outside the largest box
     assert ndi.label(zoomed.mask)[1] == 1  # one connected structure
     assert dice(zoomed.mask, tumour) > 0.5
+
+
+def test_a_closer_look_reports_each_box_and_stops_when_cancelled() -> None:
+    """Progress names every box; a cancel during the look stops it before the next box is condensed."""
+    from CUTSSegmentationLib.core.errors import CancelledError
+    from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
+    from CUTSSegmentationLib.core.progress import CancelToken
+
+    rng = np.random.default_rng(0)
+    array = rng.normal(0.0, 0.1, (20, 60, 60)).astype(np.float32)
+    array[8:12, 25:35, 25:35] += 3.0  # a bright block around the click
+    image = ImageData(array[..., None], Geometry(spacing=(2.0, 2.0, 4.0)))
+    embed = lambda box: array[box].reshape(-1, 1)  # noqa: E731
+
+    reports: list[tuple[str, float, str]] = []
+    zoomed = structure_in_boxes(image, (10, 30, 30), embed, (40.0, 60.0), progress=lambda *r: reports.append(r))
+    assert [m for _, _, m in reports if "condensing" in m] == ["condensing the 40 mm box", "condensing the 60 mm box"]
+    assert reports[-1][1] == 1.0 and {stage for stage, _, _ in reports} == {"closer"}
+    assert dice(zoomed.mask, np.pad(np.ones((4, 10, 10), bool), ((8, 8), (25, 25), (25, 25)))) > 0.9
+
+    token = CancelToken()
+
+    seen: list[str] = []
+
+    def cancel_during_first_box(stage: str, fraction: float, message: str) -> None:
+        seen.append(message)
+        if "40 mm" in message:
+            token.cancel()
+
+    with pytest.raises(CancelledError):
+        structure_in_boxes(image, (10, 30, 30), embed, (40.0, 60.0), progress=cancel_during_first_box, cancel=token)
+    assert "condensing the 40 mm box" in seen and "condensing the 60 mm box" not in seen

@@ -102,6 +102,7 @@ EXPECTED_UI_CLASSES = {
     "seedSelector": "qMRMLNodeComboBox",
     "seedPlaceWidget": "qSlicerMarkupsPlaceWidget",
     "addStructureButton": "QPushButton",
+    "lookCloserButton": "QPushButton",
     "undoButton": "QPushButton",
     "outputSelector": "qMRMLNodeComboBox",
     "showInSegmentEditorButton": "QPushButton",

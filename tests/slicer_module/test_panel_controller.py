@@ -231,3 +231,79 @@ def test_progress_text_shows_the_whole_job_the_stage_and_the_time_left():
     # An engine without them: the stage's own bar, named in the bar.
     assert progress_text("train", 0.256, "epoch 1/4", None, None) == (26, "train: %p%", "Training: epoch 1/4")
     assert progress_text("s3net", 1.5, "", None, None) == (100, "s3net: %p%", "s3net")
+
+
+def _finish(controller, timeout: float = 600) -> tuple[Any, list[str]]:
+    """Poll the controller's job until it ends; (result, the status lines shown meanwhile)."""
+    deadline = time.monotonic() + timeout
+    statuses: list[str] = []
+    result = None
+    while result is None:
+        assert time.monotonic() < deadline, "the background job did not finish"
+        result = controller.poll()
+        if result is None:
+            statuses.append(controller.state().status)
+        time.sleep(0.05)
+    return result, statuses
+
+
+def test_look_closer_adds_what_the_engine_finds_in_boxes_around_the_seed(tmp_path: Path):
+    """Condensation keeps the self-trained encoder with the hierarchy; "Look closer" runs the engine's closer look
+    (`cuts binarize --closer always`) in the background and appends its structure as one segment; Undo removes it."""
+    from CUTSSegmentationJobs.engine import pipeline
+    from CUTSSegmentationModuleLib.logic import ENCODER_ATTRIBUTE
+    from CUTSSegmentationMRML import (
+        LEVEL_TAG,
+        VOXELS_TAG,
+        segment_tag,
+        segmentation_to_label_map,
+        volume_node_to_image,
+    )
+
+    from CUTSSegmentationLib.evaluate.phantom import synthetic_phantom_3d
+    from CUTSSegmentationLib.learn.modelfile import load_model
+
+    scene = slicer.vtkMRMLScene()
+    phantom, _truth = synthetic_phantom_3d(shape=(8, 40, 40), seed=1)
+    volume = image_to_volume_node(scene, phantom, name="phantom")
+    logic = make_logic()
+    logic.modelsDirectory = str(tmp_path / "models")
+    parameters = PanelParameters(inputVolume=volume, epochs=1, device="cpu")
+    controller = controller_on(scene, parameters, logic)
+    assert controller.segment() is True
+    result, _ = _finish(controller)
+    assert result.ok, result.message()
+    encoder = parameters.hierarchyNode.GetAttribute(ENCODER_ATTRIBUTE)
+    assert encoder and Path(encoder).parent == tmp_path / "models" and logic.encoderOf(parameters.hierarchyNode)
+    assert not controller.state().lookCloserEnabled  # no seed yet
+
+    seed = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
+    seed.AddControlPoint(*[float(v) for v in phantom.geometry.index_to_ras((20, 20, 4))])
+    parameters.seedPoints = seed
+    assert controller.state().lookCloserEnabled
+    stages: list[str] = []
+    shown = controller._onProgress
+    controller._onProgress = lambda stage, *rest: (stages.append(stage), shown(stage, *rest))
+    assert controller.lookCloser() is True and not controller.state().lookCloserEnabled  # one job at a time
+    result, _ = _finish(controller)
+    assert result.ok, result.message()
+    assert "closer" in stages and STAGE_TITLES["closer"] == "Looking closer", stages
+
+    segmentation = parameters.outputSegmentation
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    segment = segmentation.GetSegmentation().GetNthSegment(0)
+    assert segment_tag(segment, LEVEL_TAG) == "closer look"
+    expected = pipeline().structure_at_click(
+        logic.hierarchyForNode(parameters.hierarchyNode),
+        (20, 20, 4),
+        volume_node_to_image(volume),
+        load_model(encoder),
+        device="cpu",
+        look_closer=True,
+    )
+    assert int(segment_tag(segment, VOXELS_TAG)) == expected.voxels > 0
+    assert np.array_equal(segmentation_to_label_map(segmentation, volume) > 0, expected.mask)
+    assert controller.undo() and segmentation.GetSegmentation().GetNumberOfSegments() == 0
+
+    parameters.hierarchyNode.RemoveAttribute(ENCODER_ATTRIBUTE)  # a hierarchy from before encoders were kept
+    assert not controller.state().lookCloserEnabled

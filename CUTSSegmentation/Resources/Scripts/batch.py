@@ -14,7 +14,9 @@ a segmentation node by the module's MRML bridge, and the segmentation storage no
 the first one's voxel grid, which the output takes (checked before the long computation). That
 is the same path the module panel takes, so a batch result matches what the panel shows. With
 --keep-seed, each structure under a seed is appended as a named, tagged segment, as "Add to segmentation"
-does; an --output that exists is read first and its segments are written back unchanged.
+does (where the finest region under a seed is too large to be one structure, as in the soft tissue of a thorax
+CT, boxes around the seed are condensed and the structure they agree on is kept: the engine's closer look); an
+--output that exists is read first and its segments are written back unchanged.
 
 Exit code 0 on success; on a problem the user can fix (missing or unreadable input, bad option, bad
 model file, not enough memory, an output that cannot be written: all checked before the long computation where
@@ -141,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         seed_to_index,
     )
     from CUTSSegmentationMRML import (
+        add_closer_look,
         add_structure,
         ensure_segmentation_converters,
         export_segmentation,
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         push_level,
     )
     from CUTSSegmentationMRML.bridge import read_segmentation_file
-    from CUTSSegmentationMRML.in_process import load_model_file, segment_volume
+    from CUTSSegmentationMRML.in_process import closer_look, load_model_file, segment_volume_with_encoder
     from CUTSSegmentationMRML.sequences import check_sequence_volumes
     from CUTSSegmentationMRML.volume_files import read_volume_file
 
@@ -180,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_segmentation_converters(scene)
         existing = read_segmentation_file(scene, output)
     model = load_model_file(args.model) if args.model else None
-    hierarchy = segment_volume(
+    hierarchy, encoder = segment_volume_with_encoder(
         volume_node,
         model,
         device=args.device,
@@ -197,10 +200,16 @@ def run(args: argparse.Namespace) -> int:
             else scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
         )
         kept_level = None if args.level is None else level
-        added = [
-            add_structure(hierarchy, keep_seed, segmentation_node, volume_node, level=kept_level)
-            for keep_seed in keep_seeds
-        ]
+        added = []
+        for keep_seed in keep_seeds:
+            # The structure's own level, or (where no level holds it) what boxes around the seed agree on.
+            closer = None
+            if kept_level is None:
+                closer = closer_look(hierarchy, keep_seed, volume_nodes, encoder, device=args.device)
+            if closer is not None:
+                added.append(add_closer_look(closer.mask, segmentation_node, volume_node))
+            else:
+                added.append(add_structure(hierarchy, keep_seed, segmentation_node, volume_node, level=kept_level))
         what = "added " + ", ".join(f"'{kept.name}'" for kept in added)
     elif seed is not None:
         segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "CUTS segmentation")
