@@ -12,7 +12,7 @@ its surroundings at one box's scale, is not what the other boxes hold.
 `is_unresolved` says when to look closer: the finest region under the click is larger than `UNRESOLVED_ML` or
 covers more than `UNRESOLVED_FRACTION` of the scan (on the development volumes the thorax CT's soft tissue is
 8-11 litres and a sarcoma MR's finest region 29 % of its scan; every other finest region is at most 1.8 litres
-and 11 %; docs/benchmarks.md, 3D volumes).
+and 9.6 %; docs/benchmarks.md, "a closer look around the click").
 
 Boxes clipped to the same extent (a small scan inside every cube) are one box; with a single box, its
 hierarchy's own click rule (`structures.structure_at_seed`) chooses, as agreement needs two.
