@@ -44,7 +44,9 @@ def test_train_with_objective_and_segment_with_the_model(inputs, tmp_path) -> No
     assert card["objective"]["name"] == "iic" and card["cluster_head"] == {"n_clusters": 6}
     out = tmp_path / "seg"
     assert run("segment", str(inputs["image"]), "--model", str(model), "--out", str(out)) == 0
-    assert {p.name for p in out.iterdir()} == OUTPUTS | {"clusters.nrrd"}
+    assert {p.name for p in out.iterdir()} == OUTPUTS | {"clusters.nrrd", "model.safetensors", "model.json"}
+    kept = json.loads((out / "model.json").read_text())  # the encoder used, kept beside the hierarchy
+    assert kept["objective"]["name"] == "iic" and kept["cluster_head"] == {"n_clusters": 6}
     clusters = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "clusters.nrrd")))
     assert clusters.squeeze().shape == (48, 48) and 1 <= clusters.min() and clusters.max() <= 6
     hierarchy = Hierarchy.load(out / "hierarchy.npz")
