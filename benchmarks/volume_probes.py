@@ -6,8 +6,9 @@ the best member of the seed's chain (an oracle) for every case of the volume.
 
 ``zoom``: whether a hierarchy computed only in a box around the click holds a structure the whole-volume
 hierarchy does not (the thorax CT's tumour, whose region under the click at the finest whole-volume level is
-the body's soft tissue). Per box side (mm, a cube on the working grid) the click's Dice, the chain's best, and
-the member most stable across box sides (largest summed Dice with the other sides' chains).
+the body's soft tissue). Per box side (mm, a cube on the working grid) the click's Dice and the chain's best,
+then what the engine's closer look (`condense.zoom.structure_in_boxes`, the member the boxes agree on) keeps,
+whether or not the engine would take the look on that click.
 
     python benchmarks/volume_probes.py seeds spine-t2 --seeds 0 1 2 --weights 1:1 2:1 3:1
     python benchmarks/volume_probes.py zoom lung1-001-ct-gtv --boxes 100 128 160
@@ -21,7 +22,6 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from volume_cases import ALL_CASES, Case, load_reference, select_cases, volumes_
 from volume_engine import innermost_point  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
-from CUTSSegmentationLib.condense import structures  # noqa: E402
+from CUTSSegmentationLib.condense import structures, zoom  # noqa: E402
 from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense  # noqa: E402
 from CUTSSegmentationLib.condense.features import condensation_features  # noqa: E402
 from CUTSSegmentationLib.core.imagedata import ImageData  # noqa: E402
@@ -97,6 +97,11 @@ def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str])
                 print(f"seed {seed} weights {pair}: {text}", flush=True)
 
 
+def _box_rows(embeddings: np.ndarray):
+    """``embed(box)`` of the working grid's (Z, Y, X, D) embeddings: the box's rows in raster order."""
+    return lambda box: np.ascontiguousarray(embeddings[box]).reshape(-1, embeddings.shape[-1])
+
+
 def probe_zoom(cases: list[Case], boxes_mm: Sequence[float]) -> None:
     root = volumes_dir()
     for case in cases:
@@ -104,44 +109,35 @@ def probe_zoom(cases: list[Case], boxes_mm: Sequence[float]) -> None:
         factor = in_plane_factor(image)
         working = block_mean(image, factor)
         embeddings = compute_embeddings(_encoder(case, working, 0), working, device="cpu", dtype=np.float16)
-        grid = np.asarray(working.array.shape[:3])
+        grid = working.array.shape[:3]
         embeddings = embeddings.reshape(*grid, -1)
         reference = load_reference(case, root)
         truth = reference[:, ::factor, ::factor]  # scored on the working grid
         x, y, z = innermost_point(reference, image.geometry.spacing)
-        at = np.asarray([z, y // factor, x // factor])
-        spacing = np.asarray(tuple(reversed(working.geometry.spacing)))
-        members: list[tuple[float, np.ndarray]] = []
+        at = (z, y // factor, x // factor)
         for side in boxes_mm:
             t0 = time.perf_counter()
-            half = np.ceil(side / 2.0 / spacing).astype(int)
-            lo, hi = np.maximum(at - half, 0), np.minimum(at + half + 1, grid)
-            box = tuple(slice(a, b) for a, b in zip(lo, hi))
-            crop = replace(working, array=np.ascontiguousarray(working.array[box]))
-            levels = _levels(
-                np.ascontiguousarray(embeddings[box]).reshape(-1, embeddings.shape[-1]), crop, CondensationConfig()
-            )
-            local = tuple(int(v) for v in (at - lo)[::-1])
-            chain = structures.seed_chain(levels, tuple(int(v) for v in at - lo))
+            box = zoom.box_around(at, side, working.geometry.spacing, grid)
+            levels = zoom.box_hierarchy_levels(working, box, _box_rows(embeddings)(box), CondensationConfig())
+            local = tuple(i - b.start for i, b in zip(at, box))[::-1]
             scores = []
             for k in range(len(levels)):
                 mask = np.zeros(truth.shape, dtype=bool)
                 mask[box] = structures.structure_at_seed(levels, local, level=k).mask
                 scores.append(dice(mask, truth))
-                if k == 0 or chain.sizes[k] != chain.sizes[k - 1]:
-                    members.append((side, mask))
             chosen = structures.structure_at_seed(levels, local).level
+            voxels = int(np.prod([b.stop - b.start for b in box]))
             print(
-                f"{case.name} box {side:g} mm ({int(np.prod(hi - lo)):,} working voxels): click {scores[chosen]:.3f} "
+                f"{case.name} box {side:g} mm ({voxels:,} working voxels): click {scores[chosen]:.3f} "
                 f"(level {chosen} of {len(levels)}), best {max(scores):.3f} [{time.perf_counter() - t0:.0f} s]",
                 flush=True,
             )
-        stability = [
-            sum(max(dice(m, other) for s2, other in members if s2 == s) for s in boxes_mm if s != side)
-            for side, m in members
-        ]
-        side, mask = members[int(np.argmax(stability))]
-        print(f"{case.name}: member most stable across boxes (box {side:g} mm): {dice(mask, truth):.3f}", flush=True)
+        kept = zoom.structure_in_boxes(working, at, _box_rows(embeddings), boxes_mm)
+        print(
+            f"{case.name}: the engine's closer look (box {kept.side_mm:g} mm, agreement {kept.agreement:.2f}): "
+            f"{dice(kept.mask, truth):.3f}",
+            flush=True,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
