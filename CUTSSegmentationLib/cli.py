@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__
 from .condense.hierarchy import AUTO, PERSISTENT, Hierarchy, parse_level
 from .condense.structures import Structure, structure_at_seed
-from .condense.zoom import finest_region
+from .condense.zoom import finest_region, region_millilitres
 from .core.errors import InputError
 from .core.exit_codes import EXIT_OK, run_command
 from .core.imagedata import ImageData
@@ -252,7 +252,7 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     if level == AUTO:
         structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class)
         closer = {"auto": None, "always": True, "never": False}[args.closer]
-        if closer is None and not hierarchy.is_2d:
+        if closer is None:
             closer = not args.whole_class and needs_closer_look(hierarchy, structure)
         if closer:
             structure = _closer_look(args, hierarchy, seed, structure)
@@ -280,7 +280,7 @@ def _closer_look(args: argparse.Namespace, hierarchy: Hierarchy, seed, structure
     Needs the segmented image (``--image``, else the inputs the hierarchy records, where they still exist) and
     its encoder (``--model``, else the model.safetensors `cuts segment` wrote beside the hierarchy).
     """
-    millilitres = finest_region(structure.chain_sizes) * float(np.prod(hierarchy.geometry.spacing)) / 1e3
+    millilitres = region_millilitres(finest_region(structure.chain_sizes), hierarchy.geometry.spacing)
     size = f"{millilitres / 1e3:.1f} litres" if millilitres >= 1e3 else f"{millilitres:.0f} mL"
     inputs = args.image or _recorded_inputs(hierarchy)
     model_path = args.model or str(Path(args.hierarchy).with_name(MODEL_OUTPUT))
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "always", "never"),
         default="auto",
         help="condense boxes around the seed (needs the input and its encoder): auto (default: when the "
-        "finest region under the seed is larger than any organ), always, never; with --level auto only",
+        "finest region under the seed is too large to be one structure), always, never; with --level auto only",
     )
     p.add_argument(
         "--image",

@@ -8,7 +8,7 @@ one place. Every step reports progress and honours a `CancelToken`.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -259,7 +259,7 @@ def segment_with_encoder(
 def structure_at_click(
     hierarchy: Hierarchy,
     seed_index_xyz: Sequence[float],
-    image: Optional[ImageData] = None,
+    image: Union[None, ImageData, Callable[[], ImageData]] = None,
     model: Optional[TrainedModel] = None,
     *,
     device: str = "auto",
@@ -283,8 +283,9 @@ def structure_at_click(
     seed_index_xyz : sequence of float
         The click as a voxel index (x, y[, z]).
     image, model : optional
-        The segmented image and the encoder that embedded it (a self-trained run's model); without them the
-        whole-image hierarchy's structure is kept (`look_closer=True` then raises InputError).
+        The segmented image (or a function that reads it, called only when the look is taken) and the encoder
+        that embedded it (a self-trained run's model); without them the whole-image hierarchy's structure is
+        kept (`look_closer=True` then raises InputError).
     device : str
         Where the box's embeddings and condensation run.
     sides_mm : sequence of float
@@ -315,6 +316,8 @@ def structure_at_click(
         raise InputError("looking closer around a seed needs a volume; this hierarchy is of a 2D image")
     if image is None or model is None:
         raise InputError("looking closer around a seed needs the segmented image and the encoder that embedded it")
+    if callable(image):
+        image = image()
     if tuple(image.spatial_shape) != tuple(hierarchy.shape):
         raise InputError(f"the image {image.spatial_shape} is not the hierarchy's grid {tuple(hierarchy.shape)}")
     factor = int(hierarchy.info.get("working_grid_in_plane_factor") or in_plane_factor(image))

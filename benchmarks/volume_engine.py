@@ -113,16 +113,12 @@ def _click_whole_volume(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequen
 def _click_structure(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
     """What `cuts binarize --seed` keeps: the whole-volume structure, or a closer look where that is too coarse."""
     from CUTSSegmentationLib import pipeline
-    from CUTSSegmentationLib.condense.structures import structure_at_seed
     from CUTSSegmentationLib.io.sequences import read_sequences
     from CUTSSegmentationLib.learn.modelfile import load_model
 
-    structure = structure_at_seed(run.hierarchy.levels, seed_xyz)
-    if run.model is None or not run.inputs or not pipeline.needs_closer_look(run.hierarchy, structure):
-        return structure.mask
-    image = read_sequences(run.inputs)
-    model = load_model(run.model, device="cpu")
-    return pipeline.structure_at_click(run.hierarchy, seed_xyz, image, model, device="cpu", structure=structure).mask
+    model = load_model(run.model, device="cpu") if run.model is not None else None
+    image = (lambda: read_sequences(run.inputs)) if run.inputs else None  # read only for a closer look
+    return pipeline.structure_at_click(run.hierarchy, seed_xyz, image, model, device="cpu").mask
 
 
 def _engine_clicks() -> dict[str, ClickFn]:

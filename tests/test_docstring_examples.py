@@ -13,6 +13,7 @@ MODULES = [
     "CUTSSegmentationLib.core.overall_progress",
     "CUTSSegmentationLib.core.progress",
     "CUTSSegmentationLib.condense.hierarchy",
+    "CUTSSegmentationLib.condense.structures",
     "CUTSSegmentationLib.condense.zoom",
     "CUTSSegmentationLib.io.validation",
     "CUTSSegmentationLib.learn.objective",

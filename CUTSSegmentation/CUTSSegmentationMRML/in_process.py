@@ -90,8 +90,11 @@ def closer_look(
     """The engine's structure under a seed when it needs a closer look (`pipeline.structure_at_click`: boxes
     around the seed, where the finest region under it is too large to be one structure); None when the
     hierarchy's own structure stands."""
-    image = volumes_to_image(sequence_volumes(list(volume_nodes)))
-    structure = pipeline().structure_at_click(hierarchy, seed_xyz, image, model, device=device, progress=progress)
+
+    def read_image() -> Any:  # only when the look is taken: a volume's float copy is not made for every seed
+        return volumes_to_image(sequence_volumes(list(volume_nodes)))
+
+    structure = pipeline().structure_at_click(hierarchy, seed_xyz, read_image, model, device=device, progress=progress)
     return structure if structure.box_mm is not None else None
 
 

@@ -136,6 +136,32 @@ def seed_chain(levels: np.ndarray, index: Sequence[int], connectivity: int = 1) 
     return SeedChain(index=index, sizes=sizes, boxes=boxes)
 
 
+def chain_member(
+    levels: np.ndarray, chain: SeedChain, level: int, fill_holes: bool = True, connectivity: int = 1
+) -> np.ndarray:
+    """Bool mask (the levels' spatial shape) of the chain's region at `level`, cavities filled by default.
+
+    The flood runs inside the region's bounding box, which `seed_chain` recorded (`connectivity` must be the
+    chain's), so every member of a chain costs one flood of its box.
+
+    Examples
+    --------
+    >>> levels = np.array([[[1, 1, 2]], [[1, 1, 1]]])  # (L=2, Y=1, X=3)
+    >>> chain = seed_chain(levels, (0, 0))
+    >>> chain_member(levels, chain, 0).astype(int).tolist(), int(chain_member(levels, chain, 1).sum())
+    ([[1, 1, 0]], 3)
+    """
+    labels = levels[level]
+    box = chain.boxes[level]
+    local = tuple(i - b.start for i, b in zip(chain.index, box))
+    region = component_at(labels[box], local, connectivity)
+    if fill_holes:
+        region = fill_enclosed(region)
+    mask = np.zeros(labels.shape, dtype=bool)
+    mask[box] = region
+    return mask
+
+
 def fill_enclosed(mask: np.ndarray) -> np.ndarray:
     """`mask` with its enclosed cavities filled, in 3D and then slice by slice.
 
@@ -239,13 +265,7 @@ def structure_at_seed(
     if whole_class:
         mask = labels == labels[index]
     else:
-        box = chain.boxes[chosen]
-        local = tuple(i - b.start for i, b in zip(index, box))
-        region = component_at(labels[box], local, connectivity)
-        if fill_holes:
-            region = fill_enclosed(region)
-        mask = np.zeros(labels.shape, dtype=bool)
-        mask[box] = region
+        mask = chain_member(levels, chain, chosen, fill_holes=fill_holes, connectivity=connectivity)
     return Structure(
         mask=mask, level=chosen, persistence=chain.persistence(chosen), voxels=int(mask.sum()), chain_sizes=chain.sizes
     )

@@ -28,10 +28,11 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.imagedata import ImageData
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
+from ..evaluate.metrics import dice
 from .condensation import CondensationConfig, condense
 from .features import condensation_features
 from .hierarchy import level_maps
-from .structures import MIN_STRUCTURE_VOXELS, seed_chain, structure_at_seed
+from .structures import MIN_STRUCTURE_VOXELS, chain_member, seed_chain, structure_at_seed
 
 #: Sides (mm) of the cubes around the click whose hierarchies are compared.
 ZOOM_SIDES_MM: tuple[float, ...] = (100.0, 128.0, 160.0)
@@ -57,6 +58,17 @@ def finest_region(chain_sizes: Sequence[int]) -> int:
     return next((s for s in sizes if s >= MIN_STRUCTURE_VOXELS), sizes[-1])
 
 
+def region_millilitres(voxels: int, spacing_xyz: Sequence[float]) -> float:
+    """Volume of `voxels` voxels of `spacing_xyz` mm, in millilitres.
+
+    Examples
+    --------
+    >>> region_millilitres(1_000_000, (1.0, 1.0, 3.0))
+    3000.0
+    """
+    return float(voxels) * float(np.prod(spacing_xyz)) / 1000.0
+
+
 def is_unresolved(
     chain_sizes: Sequence[int],
     total_voxels: int,
@@ -78,7 +90,7 @@ def is_unresolved(
     True
     """
     finest = finest_region(chain_sizes)
-    return finest * float(np.prod(spacing_xyz)) / 1000.0 > limit_ml or finest > limit_fraction * total_voxels
+    return region_millilitres(finest, spacing_xyz) > limit_ml or finest > limit_fraction * total_voxels
 
 
 def box_around(index_zyx: Sequence[int], side_mm: float, spacing_xyz: Sequence[float], shape: Sequence[int]) -> Box:
@@ -117,11 +129,6 @@ class ZoomedStructure:
     side_mm: float
     level: int
     agreement: float
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int(np.count_nonzero(a & b)) / total if total else 1.0
 
 
 def box_hierarchy_levels(
@@ -197,24 +204,24 @@ def structure_in_boxes(
         rows = np.ascontiguousarray(embeddings[inner]).reshape(-1, embeddings.shape[-1])
         levels = box_hierarchy_levels(image, box, rows, config, device)
         local = tuple(i - b.start for i, b in zip(at, box))
-        chain = seed_chain(levels, local)
         if len(boxes) == 1:
             kept = structure_at_seed(levels, local[::-1])
             progress(STAGE, 1.0, "one box holds the whole scan around the seed: its own click rule chose")
             mask = np.zeros(outer_shape, dtype=bool)
             mask[inner] = kept.mask
             return ZoomedStructure(mask=_in_grid(mask, outer, shape), side_mm=side, level=kept.level, agreement=1.0)
+        chain = seed_chain(levels, local)
         for k in range(len(levels)):
             if (k and chain.sizes[k] == chain.sizes[k - 1]) or chain.sizes[k] < MIN_STRUCTURE_VOXELS:
                 continue
             mask = np.zeros(outer_shape, dtype=bool)
-            mask[inner] = structure_at_seed(levels, local[::-1], level=k).mask
+            mask[inner] = chain_member(levels, chain, k)
             members.append((side, k, mask))
     if not members:
         raise InputError(f"no box around the seed holds a region of at least {MIN_STRUCTURE_VOXELS} voxels")
     kept_sides = sorted({s for s, _, _ in members})
     agreement = [
-        sum(max(_dice(mask, m) for s2, _, m in members if s2 == s) for s in kept_sides if s != side)
+        sum(max(dice(mask, m) for s2, _, m in members if s2 == s) for s in kept_sides if s != side)
         / max(len(kept_sides) - 1, 1)
         for side, _, mask in members
     ]
