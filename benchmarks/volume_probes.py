@@ -4,6 +4,13 @@
 defaults), then condensation with each (intensity weight, position weight) pair; prints the click's Dice and
 the best member of the seed's chain (an oracle) for every case of the volume.
 
+``runs``: how much a click depends on the run: per volume, encoders of several training seeds, each condensed
+with several condensation seeds (the two sources of randomness of a self-trained run); prints the click's Dice
+per (encoder, condensation) pair, its mean and range, the chain's best (an oracle), and the click with an
+intensity-edge stop (a growth step whose added voxels' median lies more than `--edge` robust spreads of the
+region's own intensities away also ends the structure; a candidate rule, not the engine's), and per encoder the
+click most of its condensation seeds agree on (the medoid of their masks).
+
 ``zoom``: whether a hierarchy computed only in a box around the click holds a structure the whole-volume
 hierarchy does not (the thorax CT's tumour, whose region under the click at the finest whole-volume level is
 the body's soft tissue). Per box side (mm, a cube on the working grid) the click's Dice and the chain's best,
@@ -11,6 +18,8 @@ then what the engine's closer look (`condense.zoom.structure_in_boxes`, the memb
 whether or not the engine would take the look on that click.
 
     python benchmarks/volume_probes.py seeds spine-t2 --seeds 0 1 2 --weights 1:1 2:1 3:1
+    python benchmarks/volume_probes.py seeds spine-t2 --seeds 0 1 2 --steps 400
+    python benchmarks/volume_probes.py runs spine-t2 spleen2 --seeds 0 1 2 --condensation-seeds 0 1 2 3
     python benchmarks/volume_probes.py zoom lung1-001-ct-gtv --boxes 100 128 160
 
 Labels score; they never choose anything the engine does. Encoders are cached under benchmarks/.cache/probes.
@@ -19,10 +28,12 @@ Labels score; they never choose anything the engine does. Encoders are cached un
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -42,17 +53,28 @@ from CUTSSegmentationLib.core.working_grid import block_mean, in_plane_factor, t
 from CUTSSegmentationLib.io.sequences import read_sequences  # noqa: E402
 from CUTSSegmentationLib.learn.embedding import compute_embeddings  # noqa: E402
 from CUTSSegmentationLib.learn.modelfile import load_model, save_model  # noqa: E402
+from CUTSSegmentationLib.learn.training import MAX_EPOCHS, TrainConfig, usable_slices  # noqa: E402
 from CUTSSegmentationLib.pipeline import build_hierarchy, train  # noqa: E402
 
 CACHE = HERE / ".cache" / "probes"
 
 
-def _encoder(case: Case, working: ImageData, seed: int):
-    """The default self-trained encoder of the case's volume for `seed` (trained once, then cached)."""
-    path = CACHE / f"{case.volume_key.replace('/', '_')}.seed{seed}.safetensors"
+def _epochs_for_steps(working: ImageData, steps: int) -> int:
+    """Epochs that give `working` about `steps` optimiser steps, resolved as the CPU budget is."""
+    per_epoch = TrainConfig().samples_per_epoch(len(usable_slices([working])))
+    steps_per_epoch = max(1, math.ceil(per_epoch / TrainConfig().batch_size))
+    return int(min(MAX_EPOCHS, max(1, round(steps / steps_per_epoch))))
+
+
+def _encoder(case: Case, working: ImageData, seed: int, steps: Optional[int] = None):
+    """The self-trained encoder of the case's volume for `seed` (the default budget, or about `steps` optimiser
+    steps), trained once, then cached."""
+    budget = "" if steps is None else f".steps{steps}"
+    path = CACHE / f"{case.volume_key.replace('/', '_')}.seed{seed}{budget}.safetensors"
     if path.is_file():
         return load_model(path, device="cpu")
-    model = train([working], device="cpu", seed=seed)
+    epochs = None if steps is None else _epochs_for_steps(working, steps)
+    model = train([working], epochs=epochs, device="cpu", seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, path)
     return model
@@ -74,7 +96,7 @@ def _click_and_best(levels: np.ndarray, seed_xyz: Sequence[int], truth: np.ndarr
     return click, best
 
 
-def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str]) -> None:
+def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str], steps: Optional[int] = None) -> None:
     root = volumes_dir()
     for key in dict.fromkeys(c.volume_key for c in cases):
         group = [c for c in cases if c.volume_key == key]
@@ -84,7 +106,9 @@ def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str])
         truths = {c.name: load_reference(c, root) for c in group}
         clicks = {c.name: innermost_point(truths[c.name], image.geometry.spacing) for c in group}
         for seed in seeds:
-            embeddings = compute_embeddings(_encoder(group[0], working, seed), working, device="cpu", dtype=np.float16)
+            embeddings = compute_embeddings(
+                _encoder(group[0], working, seed, steps), working, device="cpu", dtype=np.float16
+            )
             for pair in weights:
                 intensity, position = (float(v) for v in pair.split(":"))
                 config = CondensationConfig(seed=seed, intensity_weight=intensity, position_weight=position)
@@ -95,6 +119,95 @@ def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str])
                 scores = [(c.name, *_click_and_best(levels, clicks[c.name], truths[c.name])) for c in group]
                 text = " | ".join(f"{name} {click:.3f} / {best:.3f}" for name, click, best in scores)
                 print(f"seed {seed} weights {pair}: {text}", flush=True)
+
+
+def _edge_shift(levels: np.ndarray, chain: structures.SeedChain, level: int, intensities: np.ndarray) -> float:
+    """Median of the voxels level `level + 1` adds to the region under the seed, in robust spreads (10th-90th
+    percentile / 2.56) of the region's own intensities away from its median (largest over the channels)."""
+    box = chain.boxes[level + 1]
+    local = tuple(i - b.start for i, b in zip(chain.index, box))
+    outer = structures.component_at(levels[level + 1][box], local)
+    inner = structures.component_at(levels[level][box], local)
+    added = outer & ~inner
+    if not added.any():
+        return 0.0
+    values = intensities[box]
+    shift = 0.0
+    for channel in range(values.shape[-1]):
+        lo, mid, hi = np.percentile(values[..., channel][inner], [10, 50, 90])
+        spread = max((hi - lo) / 2.56, 1e-6)
+        shift = max(shift, abs(float(np.median(values[..., channel][added])) - mid) / spread)
+    return shift
+
+
+def _edge_click(levels: np.ndarray, seed_xyz: Sequence[int], intensities: np.ndarray, edge: float) -> np.ndarray:
+    """The click with the intensity-edge stop: the member before the first growth step that is salient in size
+    (`structures.SALIENT_JUMP`) or adds voxels more than `edge` spreads away; else the engine's own choice."""
+    index = tuple(int(v) for v in seed_xyz[::-1])
+    chain = structures.seed_chain(levels, index)
+    sizes = chain.sizes
+    for level in range(len(sizes) - 1):
+        if sizes[level] < structures.MIN_STRUCTURE_VOXELS or sizes[level + 1] == sizes[level]:
+            continue
+        if sizes[level + 1] >= structures.SALIENT_JUMP * sizes[level]:
+            break
+        if _edge_shift(levels, chain, level, intensities) > edge:
+            return structures.chain_member(levels, chain, level)
+    return structures.structure_at_seed(levels, seed_xyz).mask
+
+
+def _medoid(masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The mask with the highest mean Dice to the others (the structure most runs agree on)."""
+    if len(masks) == 1:
+        return masks[0]
+    agreement = [np.mean([dice(a, b) for j, b in enumerate(masks) if j != i]) for i, a in enumerate(masks)]
+    return masks[int(np.argmax(agreement))]
+
+
+def probe_runs(cases: list[Case], seeds: Sequence[int], condensation_seeds: Sequence[int], edge: float) -> None:
+    root = volumes_dir()
+    for key in dict.fromkeys(c.volume_key for c in cases):
+        group = [c for c in cases if c.volume_key == key]
+        image = read_sequences(group[0].paths(root))
+        factor = in_plane_factor(image)
+        working = block_mean(image, factor)
+        shape = image.array.shape[:3]
+        truths = {c.name: load_reference(c, root) for c in group}
+        clicks = {c.name: innermost_point(truths[c.name], image.geometry.spacing) for c in group}
+        rows: dict[str, list[tuple[float, float, float]]] = {c.name: [] for c in group}
+        medoids: dict[str, list[float]] = {c.name: [] for c in group}
+        for seed in seeds:
+            embeddings = compute_embeddings(_encoder(group[0], working, seed), working, device="cpu", dtype=np.float16)
+            kept: dict[str, list[np.ndarray]] = {c.name: [] for c in group}
+            for condensation_seed in condensation_seeds:
+                levels = _levels(embeddings, working, CondensationConfig(seed=condensation_seed))
+                if factor > 1:
+                    levels = np.stack([to_image_grid(lv.reshape(-1), factor, shape).reshape(shape) for lv in levels])
+                for c in group:
+                    mask = structures.structure_at_seed(levels, clicks[c.name]).mask
+                    kept[c.name].append(mask)
+                    click, best = dice(mask, truths[c.name]), _click_and_best(levels, clicks[c.name], truths[c.name])[1]
+                    edged = dice(_edge_click(levels, clicks[c.name], image.array, edge), truths[c.name])
+                    rows[c.name].append((click, best, edged))
+                    print(
+                        f"{c.name} encoder seed {seed} condensation seed {condensation_seed}: click {click:.3f}, "
+                        f"best {best:.3f}, edge stop {edged:.3f}",
+                        flush=True,
+                    )
+            for c in group:
+                medoids[c.name].append(dice(_medoid(kept[c.name]), truths[c.name]))
+                print(
+                    f"{c.name} encoder seed {seed}: medoid of the condensation seeds' clicks {medoids[c.name][-1]:.3f}"
+                )
+        for name, scores in rows.items():
+            click, best, edged = (np.array(v) for v in zip(*scores))
+            print(
+                f"SUMMARY {name} ({len(scores)} runs): click first run {click[0]:.3f}, mean {click.mean():.3f}, "
+                f"range {click.min():.3f}-{click.max():.3f}; best mean {best.mean():.3f}; "
+                f"edge stop mean {edged.mean():.3f}, range {edged.min():.3f}-{edged.max():.3f}; "
+                f"medoid per encoder {' / '.join(f'{m:.3f}' for m in medoids[name])} (mean {np.mean(medoids[name]):.3f})",
+                flush=True,
+            )
 
 
 def _box_rows(embeddings: np.ndarray):
@@ -147,6 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds.add_argument("cases", nargs="+", help="case names (substrings)")
     seeds.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     seeds.add_argument("--weights", nargs="+", default=["1:1"], help="intensity:position weight pairs")
+    seeds.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the CPU volume budget)")
+    runs = sub.add_parser("runs", help="the same case over encoder seeds x condensation seeds")
+    runs.add_argument("cases", nargs="+", help="case names (substrings)")
+    runs.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
+    runs.add_argument("--condensation-seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    runs.add_argument("--edge", type=float, default=5.0, help="intensity-edge stop, in robust spreads")
     zoom = sub.add_parser("zoom", help="hierarchies of boxes around the click")
     zoom.add_argument("cases", nargs="+", help="case names (substrings)")
     zoom.add_argument("--boxes", type=float, nargs="+", default=[100.0, 128.0, 160.0], help="box sides in mm")
@@ -155,7 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cases:
         parser.error(f"no case matches {args.cases}")
     if args.probe == "seeds":
-        probe_seeds(cases, args.seeds, args.weights)
+        probe_seeds(cases, args.seeds, args.weights, args.steps)
+    elif args.probe == "runs":
+        probe_runs(cases, args.seeds, args.condensation_seeds, args.edge)
     else:
         probe_zoom(cases, args.boxes)
     return 0
