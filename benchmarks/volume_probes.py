@@ -28,14 +28,15 @@ Labels score; they never choose anything the engine does. Encoders are cached un
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -46,6 +47,7 @@ from volume_engine import innermost_point  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
 from CUTSSegmentationLib.condense import structures, zoom  # noqa: E402
+from CUTSSegmentationLib.condense.binarize import seed_to_index  # noqa: E402
 from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense  # noqa: E402
 from CUTSSegmentationLib.condense.features import condensation_features  # noqa: E402
 from CUTSSegmentationLib.core.imagedata import ImageData  # noqa: E402
@@ -53,17 +55,16 @@ from CUTSSegmentationLib.core.working_grid import block_mean, in_plane_factor, t
 from CUTSSegmentationLib.io.sequences import read_sequences  # noqa: E402
 from CUTSSegmentationLib.learn.embedding import compute_embeddings  # noqa: E402
 from CUTSSegmentationLib.learn.modelfile import load_model, save_model  # noqa: E402
-from CUTSSegmentationLib.learn.training import MAX_EPOCHS, TrainConfig, usable_slices  # noqa: E402
+from CUTSSegmentationLib.learn.training import MAX_EPOCHS, TrainConfig, training_schedule  # noqa: E402
 from CUTSSegmentationLib.pipeline import build_hierarchy, train  # noqa: E402
 
 CACHE = HERE / ".cache" / "probes"
 
 
 def _epochs_for_steps(working: ImageData, steps: int) -> int:
-    """Epochs that give `working` about `steps` optimiser steps, resolved as the CPU budget is."""
-    per_epoch = TrainConfig().samples_per_epoch(len(usable_slices([working])))
-    steps_per_epoch = max(1, math.ceil(per_epoch / TrainConfig().batch_size))
-    return int(min(MAX_EPOCHS, max(1, round(steps / steps_per_epoch))))
+    """Epochs that give `working` about `steps` optimiser steps, rounded and capped as the CPU budget is."""
+    per_epoch = training_schedule([working], TrainConfig(epochs=1), torch.device("cpu")).steps_per_epoch
+    return int(min(MAX_EPOCHS, max(1, round(steps / per_epoch))))
 
 
 def _encoder(case: Case, working: ImageData, seed: int, steps: Optional[int] = None):
@@ -80,31 +81,58 @@ def _encoder(case: Case, working: ImageData, seed: int, steps: Optional[int] = N
     return model
 
 
-def _levels(embeddings: np.ndarray, working: ImageData, config: CondensationConfig) -> np.ndarray:
-    """(L, Z, Y, X) levels of `working` condensed with `config` (volume defaults filled in)."""
-    resolved = config.resolved(is_volume=True)
-    features = condensation_features(
-        embeddings, working, resolved.intensity_weight, seed=resolved.seed, position_weight=resolved.position_weight
-    )
-    result = condense(features, resolved)
-    return build_hierarchy(result, working, with_persistent=False).levels
+@dataclass
+class _Volume:
+    """One volume of the probed cases: the image, its working grid, and each case's reference and click."""
+
+    image: ImageData
+    factor: int
+    working: ImageData
+    truths: dict[str, np.ndarray]
+    clicks: dict[str, tuple[int, ...]]
 
 
-def _click_and_best(levels: np.ndarray, seed_xyz: Sequence[int], truth: np.ndarray) -> tuple[float, float]:
-    click = dice(structures.structure_at_seed(levels, seed_xyz).mask, truth)
-    best = max(dice(structures.structure_at_seed(levels, seed_xyz, level=k).mask, truth) for k in range(len(levels)))
-    return click, best
-
-
-def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str], steps: Optional[int] = None) -> None:
+def _volumes(cases: list[Case]):
+    """(cases of one volume, _Volume) for every volume the cases use, read once each."""
     root = volumes_dir()
     for key in dict.fromkeys(c.volume_key for c in cases):
         group = [c for c in cases if c.volume_key == key]
         image = read_sequences(group[0].paths(root))
         factor = in_plane_factor(image)
-        working = block_mean(image, factor)
         truths = {c.name: load_reference(c, root) for c in group}
         clicks = {c.name: innermost_point(truths[c.name], image.geometry.spacing) for c in group}
+        yield group, _Volume(image, factor, block_mean(image, factor), truths, clicks)
+
+
+def _levels(embeddings: np.ndarray, volume: _Volume, config: CondensationConfig) -> np.ndarray:
+    """(L, Z, Y, X) levels of the volume's working grid condensed with `config` (volume defaults filled in),
+    on the image's grid."""
+    resolved = config.resolved(is_volume=True)
+    features = condensation_features(
+        embeddings,
+        volume.working,
+        resolved.intensity_weight,
+        seed=resolved.seed,
+        position_weight=resolved.position_weight,
+    )
+    levels = build_hierarchy(condense(features, resolved), volume.working, with_persistent=False).levels
+    if volume.factor == 1:
+        return levels
+    shape = volume.image.array.shape[:3]
+    return np.stack([to_image_grid(lv.reshape(-1), volume.factor, shape).reshape(shape) for lv in levels])
+
+
+def _click_and_best(levels: np.ndarray, seed_xyz: Sequence[int], truth: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The click's mask and Dice, and the best Dice of a member of the seed's chain (an oracle)."""
+    mask = structures.structure_at_seed(levels, seed_xyz).mask
+    chain = structures.seed_chain(levels, seed_to_index(seed_xyz, levels.shape[1:]))
+    best = max(dice(structures.chain_member(levels, chain, k), truth) for k in range(len(levels)))
+    return mask, dice(mask, truth), best
+
+
+def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str], steps: Optional[int] = None) -> None:
+    for group, volume in _volumes(cases):
+        working = volume.working
         for seed in seeds:
             embeddings = compute_embeddings(
                 _encoder(group[0], working, seed, steps), working, device="cpu", dtype=np.float16
@@ -112,11 +140,10 @@ def probe_seeds(cases: list[Case], seeds: Sequence[int], weights: Sequence[str],
             for pair in weights:
                 intensity, position = (float(v) for v in pair.split(":"))
                 config = CondensationConfig(seed=seed, intensity_weight=intensity, position_weight=position)
-                levels = _levels(embeddings, working, config)
-                if factor > 1:
-                    shape = image.array.shape[:3]
-                    levels = np.stack([to_image_grid(lv.reshape(-1), factor, shape).reshape(shape) for lv in levels])
-                scores = [(c.name, *_click_and_best(levels, clicks[c.name], truths[c.name])) for c in group]
+                levels = _levels(embeddings, volume, config)
+                scores = [
+                    (c.name, *_click_and_best(levels, volume.clicks[c.name], volume.truths[c.name])[1:]) for c in group
+                ]
                 text = " | ".join(f"{name} {click:.3f} / {best:.3f}" for name, click, best in scores)
                 print(f"seed {seed} weights {pair}: {text}", flush=True)
 
@@ -140,11 +167,13 @@ def _edge_shift(levels: np.ndarray, chain: structures.SeedChain, level: int, int
     return shift
 
 
-def _edge_click(levels: np.ndarray, seed_xyz: Sequence[int], intensities: np.ndarray, edge: float) -> np.ndarray:
+def _edge_click(
+    levels: np.ndarray, seed_xyz: Sequence[int], intensities: np.ndarray, edge: float, engine_mask: np.ndarray
+) -> np.ndarray:
     """The click with the intensity-edge stop: the member before the first growth step that is salient in size
-    (`structures.SALIENT_JUMP`) or adds voxels more than `edge` spreads away; else the engine's own choice."""
-    index = tuple(int(v) for v in seed_xyz[::-1])
-    chain = structures.seed_chain(levels, index)
+    (`structures.SALIENT_JUMP`) or adds voxels more than `edge` spreads away; else `engine_mask`, the engine's
+    own choice."""
+    chain = structures.seed_chain(levels, seed_to_index(seed_xyz, levels.shape[1:]))
     sizes = chain.sizes
     for level in range(len(sizes) - 1):
         if sizes[level] < structures.MIN_STRUCTURE_VOXELS or sizes[level + 1] == sizes[level]:
@@ -153,7 +182,7 @@ def _edge_click(levels: np.ndarray, seed_xyz: Sequence[int], intensities: np.nda
             break
         if _edge_shift(levels, chain, level, intensities) > edge:
             return structures.chain_member(levels, chain, level)
-    return structures.structure_at_seed(levels, seed_xyz).mask
+    return engine_mask
 
 
 def _medoid(masks: Sequence[np.ndarray]) -> np.ndarray:
@@ -165,29 +194,21 @@ def _medoid(masks: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def probe_runs(cases: list[Case], seeds: Sequence[int], condensation_seeds: Sequence[int], edge: float) -> None:
-    root = volumes_dir()
-    for key in dict.fromkeys(c.volume_key for c in cases):
-        group = [c for c in cases if c.volume_key == key]
-        image = read_sequences(group[0].paths(root))
-        factor = in_plane_factor(image)
-        working = block_mean(image, factor)
-        shape = image.array.shape[:3]
-        truths = {c.name: load_reference(c, root) for c in group}
-        clicks = {c.name: innermost_point(truths[c.name], image.geometry.spacing) for c in group}
+    for group, volume in _volumes(cases):
+        truths, clicks = volume.truths, volume.clicks
         rows: dict[str, list[tuple[float, float, float]]] = {c.name: [] for c in group}
         medoids: dict[str, list[float]] = {c.name: [] for c in group}
         for seed in seeds:
-            embeddings = compute_embeddings(_encoder(group[0], working, seed), working, device="cpu", dtype=np.float16)
+            embeddings = compute_embeddings(
+                _encoder(group[0], volume.working, seed), volume.working, device="cpu", dtype=np.float16
+            )
             kept: dict[str, list[np.ndarray]] = {c.name: [] for c in group}
             for condensation_seed in condensation_seeds:
-                levels = _levels(embeddings, working, CondensationConfig(seed=condensation_seed))
-                if factor > 1:
-                    levels = np.stack([to_image_grid(lv.reshape(-1), factor, shape).reshape(shape) for lv in levels])
+                levels = _levels(embeddings, volume, CondensationConfig(seed=condensation_seed))
                 for c in group:
-                    mask = structures.structure_at_seed(levels, clicks[c.name]).mask
+                    mask, click, best = _click_and_best(levels, clicks[c.name], truths[c.name])
                     kept[c.name].append(mask)
-                    click, best = dice(mask, truths[c.name]), _click_and_best(levels, clicks[c.name], truths[c.name])[1]
-                    edged = dice(_edge_click(levels, clicks[c.name], image.array, edge), truths[c.name])
+                    edged = dice(_edge_click(levels, clicks[c.name], volume.image.array, edge, mask), truths[c.name])
                     rows[c.name].append((click, best, edged))
                     print(
                         f"{c.name} encoder seed {seed} condensation seed {condensation_seed}: click {click:.3f}, "
