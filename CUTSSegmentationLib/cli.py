@@ -250,12 +250,16 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         if hierarchy.is_2d:
             seed = seed[:2] + (round(seed[2]),)
     if level == AUTO:
-        structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class)
+        image = _segmented_image(args, hierarchy)
+        if image is None:
+            print("note: without the segmented image (--image) the level follows region sizes alone", file=sys.stderr)
+        intensities = None if image is None else image.array.reshape(*hierarchy.shape, image.channels)
+        structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class, image=intensities)
         closer = {"auto": None, "always": True, "never": False}[args.closer]
         if closer is None:
             closer = not args.whole_class and needs_closer_look(hierarchy, structure)
         if closer:
-            structure = _closer_look(args, hierarchy, seed, structure)
+            structure = _closer_look(args, hierarchy, seed, structure, image)
         if structure.box_mm is not None:
             where = f"level {structure.level} of the hierarchy of a {structure.box_mm:g} mm box around the seed"
         else:
@@ -274,20 +278,35 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _closer_look(args: argparse.Namespace, hierarchy: Hierarchy, seed, structure: Structure) -> Structure:
+def _segmented_image(args: argparse.Namespace, hierarchy: Hierarchy) -> Optional[ImageData]:
+    """The segmented image (``--image``, else the inputs the hierarchy records, where they still exist); None
+    when neither is there. The click's level then follows region sizes alone."""
+    inputs = args.image or _recorded_inputs(hierarchy)
+    if not inputs:
+        return None
+    image = read_sequences(inputs)
+    if tuple(image.spatial_shape) != tuple(hierarchy.shape):
+        raise InputError(
+            f"--image {' '.join(inputs)}: its grid {image.spatial_shape} is not the hierarchy's {tuple(hierarchy.shape)}"
+        )
+    return image
+
+
+def _closer_look(
+    args: argparse.Namespace, hierarchy: Hierarchy, seed, structure: Structure, image: Optional[ImageData]
+) -> Structure:
     """The structure the hierarchies of boxes around the seed agree on, or `structure` with a note why not.
 
-    Needs the segmented image (``--image``, else the inputs the hierarchy records, where they still exist) and
-    its encoder (``--model``, else the model.safetensors `cuts segment` wrote beside the hierarchy).
+    Needs the segmented image (`_segmented_image`) and its encoder (``--model``, else the model.safetensors
+    `cuts segment` wrote beside the hierarchy).
     """
     millilitres = region_millilitres(finest_region(structure.chain_sizes), hierarchy.geometry.spacing)
     size = f"{millilitres / 1e3:.1f} litres" if millilitres >= 1e3 else f"{millilitres:.0f} mL"
-    inputs = args.image or _recorded_inputs(hierarchy)
     model_path = args.model or str(Path(args.hierarchy).with_name(MODEL_OUTPUT))
     if hierarchy.is_2d:
         raise InputError("--closer always needs a volume; this hierarchy is of a 2D image")
     missing = []
-    if not inputs:
+    if image is None:
         missing.append("--image INPUT (the segmented volume)")
     if not Path(model_path).is_file():
         missing.append(f"--model MODEL ({model_path} does not exist)")
@@ -301,7 +320,6 @@ def _closer_look(args: argparse.Namespace, hierarchy: Hierarchy, seed, structure
         )
         return structure
     print(f"looking closer around the seed (the finest region under it is {size})", file=sys.stderr)
-    image = read_sequences(inputs)
     return structure_at_click(
         hierarchy,
         seed,
@@ -437,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image",
         nargs="+",
         help="the segmented input(s), in the order given to 'cuts segment' (default: the files the hierarchy "
-        "records); read only when the region under the seed is too large and the click looks closer",
+        "records): the click's level follows the image's edges, and a closer look needs them",
     )
     p.add_argument(
         "--model",

@@ -271,9 +271,10 @@ def structure_at_click(
 ) -> Structure:
     """What one click on a hierarchy keeps: its structure, looked at closer where the hierarchy is too coarse.
 
-    The structure under the seed in the hierarchy (`condense.structures.structure_at_seed`); in a volume whose
-    finest region under the seed is too large to be one structure (`condense.zoom.is_unresolved`), and when the
-    image and its encoder are given, the structure the hierarchies of boxes around the seed agree on instead
+    The structure under the seed in the hierarchy (`condense.structures.structure_at_seed`; with the image, the
+    member of the seed's chain whose boundary is an edge in the image); in a volume whose finest region under
+    the seed is too large to be one structure (`condense.zoom.is_unresolved`), and when the image and its
+    encoder are given, the structure the hierarchies of boxes around the seed agree on instead
     (`condense.zoom.structure_in_boxes`, seconds per box on a CPU).
 
     Parameters
@@ -283,15 +284,15 @@ def structure_at_click(
     seed_index_xyz : sequence of float
         The click as a voxel index (x, y[, z]).
     image, model : optional
-        The segmented image (or a function that reads it, called only when the look is taken) and the encoder
-        that embedded it (a self-trained run's model); without them the whole-image hierarchy's structure is
-        kept (`look_closer=True` then raises InputError).
+        The segmented image (or a function that reads it) and the encoder that embedded it (a self-trained
+        run's model). Without the image the structure's level is chosen from region sizes alone; without
+        the encoder the whole-image hierarchy's structure is kept (`look_closer=True` then raises InputError).
     device : str
         Where the box's embeddings and condensation run.
     sides_mm : sequence of float
         Sides of the boxes around the seed.
     structure : Structure, optional
-        `structure_at_seed(hierarchy.levels, seed_index_xyz)` when the caller has it already.
+        `structure_at_seed(hierarchy.levels, seed_index_xyz, ...)` when the caller has it already.
     look_closer : bool, optional
         True: condense boxes around the seed whatever the region's size; False: never; None: when needed.
     progress, cancel
@@ -307,7 +308,13 @@ def structure_at_click(
     >>> hierarchy = segment(volume, device="cpu")  # doctest: +SKIP
     >>> kept = structure_at_click(hierarchy, (120, 96, 40), volume, model, device="cpu")  # doctest: +SKIP
     """
-    structure = structure or structure_at_seed(hierarchy.levels, seed_index_xyz)
+    if callable(image):
+        image = image()
+    if image is not None and tuple(image.spatial_shape) != tuple(hierarchy.shape):
+        raise InputError(f"the image {image.spatial_shape} is not the hierarchy's grid {tuple(hierarchy.shape)}")
+    if structure is None:
+        intensities = None if image is None else image.array.reshape(*hierarchy.shape, image.channels)
+        structure = structure_at_seed(hierarchy.levels, seed_index_xyz, image=intensities)
     if look_closer is None:
         look_closer = image is not None and model is not None and needs_closer_look(hierarchy, structure)
     if not look_closer:
@@ -316,10 +323,6 @@ def structure_at_click(
         raise InputError("looking closer around a seed needs a volume; this hierarchy is of a 2D image")
     if image is None or model is None:
         raise InputError("looking closer around a seed needs the segmented image and the encoder that embedded it")
-    if callable(image):
-        image = image()
-    if tuple(image.spatial_shape) != tuple(hierarchy.shape):
-        raise InputError(f"the image {image.spatial_shape} is not the hierarchy's grid {tuple(hierarchy.shape)}")
     factor = int(hierarchy.info.get("working_grid_in_plane_factor") or in_plane_factor(image))
     working = block_mean(image, factor)
     check_compatible(model, working)

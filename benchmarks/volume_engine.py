@@ -103,11 +103,21 @@ def _click_today(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[floa
         return np.zeros(hierarchy.shape, dtype=bool)
 
 
-def _click_whole_volume(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
-    """The connected structure at the level before its first salient growth, in the whole-volume hierarchy."""
+def _click_sizes_only(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """The connected structure at the level before its first salient growth, in the whole-volume hierarchy
+    (the level chosen from region sizes alone, without the image)."""
     from CUTSSegmentationLib.condense.structures import structure_at_seed
 
     return structure_at_seed(run.hierarchy.levels, seed_xyz).mask
+
+
+def _click_whole_volume(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
+    """The whole-volume hierarchy's structure as the engine chooses it with the image, never looking closer."""
+    from CUTSSegmentationLib import pipeline
+    from CUTSSegmentationLib.io.sequences import read_sequences
+
+    image = (lambda: read_sequences(run.inputs)) if run.inputs else None
+    return pipeline.structure_at_click(run.hierarchy, seed_xyz, image, None, look_closer=False).mask
 
 
 def _click_structure(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
@@ -128,12 +138,13 @@ def _engine_clicks() -> dict[str, ClickFn]:
     except ImportError:
         return clicks
     if hasattr(structures, "structure_at_seed"):
-        clicks["engine (whole volume)"] = _click_whole_volume
+        clicks["engine (sizes only)"] = _click_sizes_only
     try:
         from CUTSSegmentationLib import pipeline
     except ImportError:
         return clicks
     if hasattr(pipeline, "structure_at_click"):
+        clicks["engine (whole volume)"] = _click_whole_volume
         clicks["engine"] = _click_structure
     return clicks
 

@@ -22,6 +22,7 @@ from CUTSSegmentationJobs.engine import structure_at_seed as engine_structure_at
 
 from .bridge import (
     LABEL_TAG,
+    _array_of_image,
     _numpy_to_matrix,
     _set_image_from_array,
     _set_source_representation_to_labelmap,
@@ -72,13 +73,16 @@ def _seed_in_bounds(seed_xyz: Sequence[float], shape: tuple[int, ...]) -> tuple[
     return x, y, z
 
 
-def choose_structure(hierarchy: Hierarchy, seed_xyz: Sequence[float], level: LevelChoice = None) -> StructureChoice:
+def choose_structure(
+    hierarchy: Hierarchy, seed_xyz: Sequence[float], level: LevelChoice = None, image: Optional[np.ndarray] = None
+) -> StructureChoice:
     """The structure under the seed voxel (x, y, z).
 
     `level` None lets the engine choose the level (the connected region under the seed, kept just before
-    its largest growth); an index takes the connected region at that level; "persistent" the structure of
-    the persistent map. An engine without `structure_at_seed` keeps every voxel of the seed's label
-    (at the middle level when none is given).
+    its first salient growth, or a finer one whose boundary is an edge in `image`, the volume's (Z, Y, X[, C])
+    voxels); an index takes the connected region at that level; "persistent" the structure of the persistent
+    map. An engine without `structure_at_seed` keeps every voxel of the seed's label (at the middle level when
+    none is given).
     """
     levels = hierarchy.levels
     volume = levels.reshape(levels.shape[0], 1, *levels.shape[1:]) if levels.ndim == 3 else levels
@@ -91,13 +95,22 @@ def choose_structure(hierarchy: Hierarchy, seed_xyz: Sequence[float], level: Lev
         return StructureChoice(labels == label, PERSISTENT, label)
     index = None if level is None else int(parse_level(level)) % hierarchy.n_levels
     if engine_structure_at_seed is not None:
-        found = engine_structure_at_seed(volume, (x, y, z), level=index)
+        edges = image if index is None and image is not None and image.shape[:3] == volume.shape[1:] else None
+        found = engine_structure_at_seed(volume, (x, y, z), level=index, image=edges)
         index = int(found.level) % hierarchy.n_levels
         mask = np.asarray(found.mask, dtype=bool).reshape(volume.shape[1:])
     else:
         index = max(0, (hierarchy.n_levels - 1) // 2) if index is None else index
         mask = binarize_at_seed(volume[index], (x, y, z))
     return StructureChoice(mask, index, int(volume[index, z, y, x]))
+
+
+def _voxels(volume_node: Any) -> Optional[np.ndarray]:
+    """(Z, Y, X, C) view of a volume node's voxels; None when it has none."""
+    image = volume_node.GetImageData() if volume_node is not None else None
+    if image is None or image.GetPointData().GetScalars() is None:
+        return None
+    return _array_of_image(image)
 
 
 def persistence_of(hierarchy: Hierarchy, label: int) -> int:
@@ -209,7 +222,8 @@ def add_structure(
     With `undo`, a checkpoint of the segmentation is saved first, so `undo.undo(segmentation_node)`
     restores it as it was.
     """
-    choice = choose_structure(hierarchy, seed_xyz, level)
+    image = _voxels(reference_volume_node) if level is None else None  # the engine's level reads the edges
+    choice = choose_structure(hierarchy, seed_xyz, level, image)
     persistence = persistence_of(hierarchy, choice.label)
     voxels = int(np.count_nonzero(choice.mask))
     name = name or default_structure_name(choice.level, choice.label)

@@ -6,7 +6,9 @@ the component under a seed can only grow from the finest level to the coarsest: 
 ``C_0 <= C_1 <= ... <= C_{L-1}``. The structure a click keeps is the chain's member just before its first
 salient growth (at least 2.5 times larger at the next level): the region stays itself over some levels, then
 merges into something much larger (a lesion into the surrounding white matter, the spinal cord into the CSF
-around it). Any level, or the whole class, stays available.
+around it). With the image, a finer member whose boundary is clearly sharper in it replaces that choice
+(`sharpest_level`, `condense.boundary`): a region that leaks into a neighbour in small steps ends at its edge.
+Any level, or the whole class, stays available.
 
 See docs/architecture.md ("Structures") for the measurements behind the rule.
 """
@@ -22,6 +24,7 @@ from skimage.segmentation import flood
 
 from ..core.errors import InputError
 from .binarize import seed_to_index
+from .boundary import CONTRAST_MARGIN, SHELL_VOXELS, boundary_contrast, padded_box
 
 #: A chain member smaller than this many voxels is never chosen as the structure (single-voxel specks).
 MIN_STRUCTURE_VOXELS = 8
@@ -151,15 +154,68 @@ def chain_member(
     >>> chain_member(levels, chain, 0).astype(int).tolist(), int(chain_member(levels, chain, 1).sum())
     ([[1, 1, 0]], 3)
     """
-    labels = levels[level]
-    box = chain.boxes[level]
-    local = tuple(i - b.start for i, b in zip(chain.index, box))
-    region = component_at(labels[box], local, connectivity)
-    if fill_holes:
-        region = fill_enclosed(region)
-    mask = np.zeros(labels.shape, dtype=bool)
+    box, region = _member_in_box(levels, chain, level, fill_holes, connectivity)
+    mask = np.zeros(levels.shape[1:], dtype=bool)
     mask[box] = region
     return mask
+
+
+def _member_in_box(
+    levels: np.ndarray, chain: SeedChain, level: int, fill_holes: bool, connectivity: int, pad: int = 0
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """(box, region in the box) of the chain's member at `level`; the box is its bounding box grown by `pad`."""
+    box = padded_box(chain.boxes[level], levels.shape[1:], pad)
+    local = tuple(i - b.start for i, b in zip(chain.index, box))
+    region = component_at(levels[level][box], local, connectivity)
+    if fill_holes:
+        region = fill_enclosed(region)
+    return box, region
+
+
+def sharpest_level(
+    levels: np.ndarray,
+    chain: SeedChain,
+    level: int,
+    image: np.ndarray,
+    *,
+    margin: float = CONTRAST_MARGIN,
+    min_voxels: int = MIN_STRUCTURE_VOXELS,
+    fill_holes: bool = True,
+    connectivity: int = 1,
+) -> int:
+    """`level`, or the finer level whose member of the chain has the sharpest boundary in `image`, where that
+    boundary is more than `margin` times as sharp as `level`'s (`boundary.boundary_contrast`).
+
+    Only finer members are candidates: the size rule's member is the largest one a click keeps; the image can
+    only say that the structure ends earlier (a spleen before its leak into a neighbour).
+
+    Examples
+    --------
+    >>> image = np.array([[10.0, 9.5, 10, 10, 5, 4.5, 5, 5, 4, 4, 4, 4]])  # a bright run, a dim one, background
+    >>> levels = np.array([[[1] * 4 + [2] * 4 + [3] * 4], [[1] * 8 + [3] * 4]])  # the runs merge at level 1
+    >>> chain = seed_chain(levels, (0, 0))
+    >>> sharpest_level(levels, chain, 1, image, min_voxels=1)  # the bright run is sharper than the merged runs
+    0
+    """
+    shape = levels.shape[1:]
+    image = np.asarray(image)
+    if image.shape[: len(shape)] != shape:
+        raise InputError(f"the image {image.shape[: len(shape)]} is not the hierarchy's grid {shape}")
+
+    def contrast(k: int) -> float:
+        box, region = _member_in_box(levels, chain, k, fill_holes, connectivity, pad=SHELL_VOXELS)
+        return boundary_contrast(region, image[box])
+
+    sizes = chain.sizes
+    chosen, best = int(level), contrast(level)
+    floor = margin * best
+    for k in range(int(level)):
+        if sizes[k] < min_voxels or sizes[k] >= sizes[level] or (k > 0 and sizes[k] == sizes[k - 1]):
+            continue  # a speck, the same region as the size rule's, or the same region as the finer level's
+        score = contrast(k)
+        if score > floor and score > best:
+            chosen, best = k, score
+    return chosen
 
 
 def fill_enclosed(mask: np.ndarray) -> np.ndarray:
@@ -214,6 +270,7 @@ def structure_at_seed(
     whole_class: bool = False,
     fill_holes: bool = True,
     connectivity: int = 1,
+    image: Optional[np.ndarray] = None,
 ) -> Structure:
     """The structure under a seed: its connected region at the chosen level of the hierarchy.
 
@@ -231,6 +288,10 @@ def structure_at_seed(
         Fill cavities enclosed by the structure (ignored with `whole_class`).
     connectivity : int
         1: face neighbours; ``ndim``: also edge and corner neighbours.
+    image : np.ndarray, optional
+        The segmented image's intensities on the levels' grid (`shape` or `shape + (C,)`): the automatic level
+        then moves to a finer member of the seed's chain whose boundary is clearly sharper
+        (`sharpest_level`). Without it the level is chosen from the region's sizes alone.
 
     Returns
     -------
@@ -257,6 +318,8 @@ def structure_at_seed(
     chain = seed_chain(levels, index, connectivity=connectivity)
     if level is None:
         chosen = chain.chosen_level(total=int(np.prod(levels.shape[1:])))
+        if image is not None:
+            chosen = sharpest_level(levels, chain, chosen, image, fill_holes=fill_holes, connectivity=connectivity)
     else:
         if not -levels.shape[0] <= int(level) < levels.shape[0]:
             raise InputError(f"level {level} does not exist (the hierarchy has {levels.shape[0]} levels)")
