@@ -90,10 +90,11 @@ def test_binarize_seed_and_levels(segmented: Path, tmp_path: Path) -> None:
     assert np.array_equal(
         sitk.GetArrayFromImage(sitk.ReadImage(str(whole))).reshape(64, 64), coarsest == coarsest[20, 10]
     )
-    # default: the structure's own level, chosen across the hierarchy
+    # default: the structure's own level, chosen across the hierarchy with the image the hierarchy records
     auto = tmp_path / "auto.nrrd"
     assert main(["binarize", str(segmented / "hierarchy.npz"), "--seed", "10,20", "--out", str(auto)]) == 0
-    expected = structure_at_seed(h.levels, (10, 20)).mask
+    pixels = read_image(Path(h.info["source"])).array.reshape(64, 64, 3)
+    expected = structure_at_seed(h.levels, (10, 20), image=pixels).mask
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(auto))).reshape(64, 64).astype(bool), expected)
     # RAS seed: for a PNG (identity geometry) RAS = (-x, -y, 0)
     ras_path = tmp_path / "ras.nrrd"
@@ -159,8 +160,9 @@ def test_volume_binarize_looks_closer_with_the_kept_encoder(tmp_path: Path, caps
 
     assert main([*args, "--out", str(tmp_path / "auto.nrrd")]) == 0  # 1.6 mL under the seed: no closer look
     auto = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "auto.nrrd"))).astype(bool)
-    assert np.array_equal(auto, structure_at_seed(hierarchy.levels, (20, 20, 4)).mask)
-    assert np.array_equal(structure_at_click(hierarchy, (20, 20, 4)).mask, auto)  # nothing to look closer with
+    voxels = read_image(src).array.reshape(8, 40, 40, 1)
+    assert np.array_equal(auto, structure_at_seed(hierarchy.levels, (20, 20, 4), image=voxels).mask)
+    assert np.array_equal(structure_at_click(hierarchy, (20, 20, 4), read_image(src)).mask, auto)  # no encoder
     with pytest.raises(InputError, match="needs the segmented image"):
         structure_at_click(hierarchy, (20, 20, 4), look_closer=True)
 

@@ -14,7 +14,7 @@ import pytest
 import slicer
 import slicerio
 from CUTSSegmentationJobs import Accelerators
-from CUTSSegmentationJobs.engine import InputError
+from CUTSSegmentationJobs.engine import Hierarchy, InputError
 from CUTSSegmentationModuleLib import PanelController, SegmentationLogic
 from CUTSSegmentationMRML import (
     LABEL_TAG,
@@ -212,3 +212,32 @@ def test_a_segmentation_edited_as_surfaces_is_refused_and_left_alone(study_scene
         logic.addStructure(hierarchy, (1, 1, 0), user, level=0)
     assert user.GetSegmentation().GetNumberOfSegments() == before
     assert not logic.canUndo(user)
+
+
+def test_the_engine_level_ends_at_the_volumes_edge(study_scene):
+    """A bright block whose region under the seed next merges with a dim one (2x, no salient growth), then
+    with everything (4x): region sizes keep the two blocks; the volume's voxels keep the bright one."""
+    scene, _volume, _study, user = study_scene
+    three = three_level_hierarchy()
+    levels = three.levels.copy()
+    levels[2] = 1  # the coarsest level: one region
+    hierarchy = Hierarchy(
+        levels=levels,
+        n_clusters=[8, 4, 1],
+        level_steps=[0, 1, 2],
+        atom_map=three.atom_map,
+        merge_tree=np.stack([np.arange(8), np.arange(8) // 2, np.zeros(8)]).astype(np.uint32),
+        persistent=None,
+        geometry=three.geometry,
+        is_2d=False,
+    )
+    block = levels[0] == 1
+    rng = np.random.default_rng(1)
+    voxels = np.where(block, 200.0, 50.0) + rng.normal(0.0, 5.0, block.shape)
+    edged = image_to_volume_node(scene, image_data(voxels[..., None], oblique_geometry()))
+    flat = image_to_volume_node(scene, image_data(rng.normal(100.0, 5.0, (*block.shape, 1)), oblique_geometry()))
+    logic = SegmentationLogic()
+    on_flat = logic.addStructure(hierarchy, (1, 1, 0), user, referenceVolumeNode=flat)
+    on_edge = logic.addStructure(hierarchy, (1, 1, 0), user, referenceVolumeNode=edged)
+    assert (on_flat.level, on_flat.voxels) == (1, 2 * int(block.sum()))
+    assert (on_edge.level, on_edge.voxels) == (0, int(block.sum()))
