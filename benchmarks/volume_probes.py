@@ -5,11 +5,12 @@ defaults), then condensation with each (intensity weight, position weight) pair;
 the best member of the seed's chain (an oracle) for every case of the volume.
 
 ``runs``: how much a click depends on the run: per volume, encoders of several training seeds, each condensed
-with several condensation seeds (the two sources of randomness of a self-trained run); prints the click's Dice
-per (encoder, condensation) pair, its mean and range, the chain's best (an oracle), and the click with an
-intensity-edge stop (a growth step whose added voxels' median lies more than `--edge` robust spreads of the
-region's own intensities away also ends the structure; a candidate rule, not the engine's), and per encoder the
-click most of its condensation seeds agree on (the medoid of their masks).
+with several condensation seeds (the two sources of randomness of a self-trained run); prints, per (encoder,
+condensation) pair and as mean and range, the Dice of the click with the level chosen from region sizes alone
+and of the engine's click (which also reads the image's edges, `condense.boundary`), the chain's best (an
+oracle), the click with an intensity-edge stop (a growth step whose added voxels' median lies more than `--edge`
+robust spreads of the region's own intensities away also ends the structure; a candidate rule not kept), and
+per encoder the engine click most of its condensation seeds agree on (the medoid of their masks).
 
 ``zoom``: whether a hierarchy computed only in a box around the click holds a structure the whole-volume
 hierarchy does not (the thorax CT's tumour, whose region under the click at the finest whole-volume level is
@@ -207,12 +208,13 @@ def probe_runs(cases: list[Case], seeds: Sequence[int], condensation_seeds: Sequ
                 levels = _levels(embeddings, volume, CondensationConfig(seed=condensation_seed))
                 for c in group:
                     mask, click, best = _click_and_best(levels, clicks[c.name], truths[c.name])
-                    kept[c.name].append(mask)
+                    engine = structures.structure_at_seed(levels, clicks[c.name], image=volume.image.array).mask
+                    kept[c.name].append(engine)
                     edged = dice(_edge_click(levels, clicks[c.name], volume.image.array, edge, mask), truths[c.name])
-                    rows[c.name].append((click, best, edged))
+                    rows[c.name].append((click, best, edged, dice(engine, truths[c.name])))
                     print(
-                        f"{c.name} encoder seed {seed} condensation seed {condensation_seed}: click {click:.3f}, "
-                        f"best {best:.3f}, edge stop {edged:.3f}",
+                        f"{c.name} encoder seed {seed} condensation seed {condensation_seed}: click (sizes only) "
+                        f"{click:.3f}, engine click {rows[c.name][-1][3]:.3f}, best {best:.3f}, edge stop {edged:.3f}",
                         flush=True,
                     )
             for c in group:
@@ -221,10 +223,12 @@ def probe_runs(cases: list[Case], seeds: Sequence[int], condensation_seeds: Sequ
                     f"{c.name} encoder seed {seed}: medoid of the condensation seeds' clicks {medoids[c.name][-1]:.3f}"
                 )
         for name, scores in rows.items():
-            click, best, edged = (np.array(v) for v in zip(*scores))
+            click, best, edged, engine = (np.array(v) for v in zip(*scores))
             print(
-                f"SUMMARY {name} ({len(scores)} runs): click first run {click[0]:.3f}, mean {click.mean():.3f}, "
-                f"range {click.min():.3f}-{click.max():.3f}; best mean {best.mean():.3f}; "
+                f"SUMMARY {name} ({len(scores)} runs): click (sizes only) first run {click[0]:.3f}, mean "
+                f"{click.mean():.3f}, range {click.min():.3f}-{click.max():.3f}; engine click (the image's edges) "
+                f"first run {engine[0]:.3f}, mean {engine.mean():.3f}, range {engine.min():.3f}-{engine.max():.3f}; "
+                f"best mean {best.mean():.3f}; "
                 f"edge stop mean {edged.mean():.3f}, range {edged.min():.3f}-{edged.max():.3f}; "
                 f"medoid per encoder {' / '.join(f'{m:.3f}' for m in medoids[name])} (mean {np.mean(medoids[name]):.3f})",
                 flush=True,
