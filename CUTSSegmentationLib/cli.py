@@ -251,10 +251,10 @@ def cmd_binarize(args: argparse.Namespace) -> int:
             seed = seed[:2] + (round(seed[2]),)
     if level == AUTO:
         image = _segmented_image(args, hierarchy)
-        if image is None:
-            print("note: without the segmented image (--image) the level follows region sizes alone", file=sys.stderr)
         intensities = None if image is None else image.array.reshape(*hierarchy.shape, image.channels)
         structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class, image=intensities)
+        if image is None:
+            print("note: without the segmented image (--image) the level follows region sizes alone", file=sys.stderr)
         closer = {"auto": None, "always": True, "never": False}[args.closer]
         if closer is None:
             closer = not args.whole_class and needs_closer_look(hierarchy, structure)
