@@ -91,10 +91,8 @@ def closer_look(
     around the seed, where the finest region under it is too large to be one structure); None when the
     hierarchy's own structure stands."""
 
-    def read_image() -> Any:  # only when the look is taken: a volume's float copy is not made for every seed
-        return volumes_to_image(sequence_volumes(list(volume_nodes)))
-
-    structure = pipeline().structure_at_click(hierarchy, seed_xyz, read_image, model, device=device, progress=progress)
+    image = volumes_to_image(sequence_volumes(list(volume_nodes)))  # the click reads its edges, the look its voxels
+    structure = pipeline().structure_at_click(hierarchy, seed_xyz, image, model, device=device, progress=progress)
     return structure if structure.box_mm is not None else None
 
 
