@@ -77,8 +77,9 @@ def workspace(tmp_path: Path) -> Path:
 
 
 SEGMENT = ["segment", "image.png", "--out", "OUT", "--model", "m.safetensors"]
-#: Several epochs after the first checkpoint, so a signal sent on its line lands while training still runs.
-TRAIN = ["train", "image.png", "--out", "m.safetensors", "--epochs", "6", "--checkpoint"]
+#: Many epochs after the first checkpoint (each a fraction of a second), so a signal sent on its line lands while
+#: training still runs even when the test process is scheduled late; the signal ends the run early.
+TRAIN = ["train", "image.png", "--out", "m.safetensors", "--epochs", "60", "--checkpoint"]
 
 
 @pytest.mark.slow
