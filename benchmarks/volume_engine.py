@@ -111,23 +111,29 @@ def _click_sizes_only(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence
     return structure_at_seed(run.hierarchy.levels, seed_xyz).mask
 
 
+@functools.lru_cache(maxsize=1)
+def _read_inputs(inputs: tuple[Path, ...]):
+    """The engine's image of a run's inputs, read once for every click on that scan (None without inputs)."""
+    from CUTSSegmentationLib.io.sequences import read_sequences
+
+    return read_sequences(list(inputs)) if inputs else None
+
+
 def _click_whole_volume(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
     """The whole-volume hierarchy's structure as the engine chooses it with the image, never looking closer."""
     from CUTSSegmentationLib import pipeline
-    from CUTSSegmentationLib.io.sequences import read_sequences
 
-    image = (lambda: read_sequences(run.inputs)) if run.inputs else None
+    image = _read_inputs(tuple(run.inputs))
     return pipeline.structure_at_click(run.hierarchy, seed_xyz, image, None, look_closer=False).mask
 
 
 def _click_structure(run: EngineRun, seed_xyz: Sequence[int], spacing: Sequence[float]) -> np.ndarray:
     """What `cuts binarize --seed` keeps: the whole-volume structure, or a closer look where that is too coarse."""
     from CUTSSegmentationLib import pipeline
-    from CUTSSegmentationLib.io.sequences import read_sequences
     from CUTSSegmentationLib.learn.modelfile import load_model
 
     model = load_model(run.model, device="cpu") if run.model is not None else None
-    image = (lambda: read_sequences(run.inputs)) if run.inputs else None  # read only for a closer look
+    image = _read_inputs(tuple(run.inputs))
     return pipeline.structure_at_click(run.hierarchy, seed_xyz, image, model, device="cpu").mask
 
 

@@ -222,8 +222,7 @@ def add_structure(
     With `undo`, a checkpoint of the segmentation is saved first, so `undo.undo(segmentation_node)`
     restores it as it was.
     """
-    image = _voxels(reference_volume_node) if level is None else None  # the engine's level reads the edges
-    choice = choose_structure(hierarchy, seed_xyz, level, image)
+    choice = choose_structure(hierarchy, seed_xyz, level, _voxels(reference_volume_node))
     persistence = persistence_of(hierarchy, choice.label)
     voxels = int(np.count_nonzero(choice.mask))
     name = name or default_structure_name(choice.level, choice.label)
