@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .condense.hierarchy import AUTO, PERSISTENT, Hierarchy, parse_level
-from .condense.structures import Structure, structure_at_seed
+from .condense.structures import Structure, labelled_seed, structure_at_seed
 from .condense.zoom import finest_region, region_millilitres
 from .core.errors import InputError
 from .core.exit_codes import EXIT_OK, run_command
@@ -40,7 +40,7 @@ from .learn.objective_registry import OBJECTIVES
 from .methods.atlas import NEEDS_ATLAS
 from .methods.labels import single_level_hierarchy
 from .methods.registry import METHODS, MethodOptions, segment_per_image
-from .pipeline import needs_closer_look, segment_with_encoder, structure_at_click, train
+from .pipeline import image_voxels, needs_closer_look, segment_with_encoder, structure_at_click, train
 
 #: The optional file `cuts segment` adds for a model with a cluster head.
 CLUSTERS_OUTPUT = "clusters.nrrd"
@@ -250,9 +250,15 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         if hierarchy.is_2d:
             seed = seed[:2] + (round(seed[2]),)
     if level == AUTO:
-        image = _segmented_image(args, hierarchy)
-        intensities = None if image is None else image.array.reshape(*hierarchy.shape, image.channels)
-        structure = structure_at_seed(hierarchy.levels, seed, whole_class=args.whole_class, image=intensities)
+        labelled_seed(hierarchy.levels, seed)  # a bad seed fails before the image is read
+        image, intensities = _segmented_image(args, hierarchy)
+        structure = structure_at_seed(
+            hierarchy.levels,
+            seed,
+            whole_class=args.whole_class,
+            image=intensities,
+            spacing_xyz=hierarchy.geometry.spacing,
+        )
         if image is None:
             print("note: without the segmented image (--image) the level follows region sizes alone", file=sys.stderr)
         closer = {"auto": None, "always": True, "never": False}[args.closer]
@@ -274,22 +280,23 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     mask = structure.mask.astype(np.uint8)
     write_label_image(mask, hierarchy.geometry, args.out, hierarchy.is_2d)
     kind = "voxels of the seed's class" if args.whole_class else "voxels of the structure under the seed"
+    if structure.grown_mm is not None:
+        where += f", grown up to {structure.grown_mm:g} mm to the image's edge"
     print(f"{structure.voxels} {kind} at {where} -> {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
-def _segmented_image(args: argparse.Namespace, hierarchy: Hierarchy) -> Optional[ImageData]:
-    """The segmented image (``--image``, else the inputs the hierarchy records, where they still exist); None
-    when neither is there. The click's level then follows region sizes alone."""
+def _segmented_image(
+    args: argparse.Namespace, hierarchy: Hierarchy
+) -> tuple[Optional[ImageData], Optional[np.ndarray]]:
+    """The segmented image (``--image``, else the inputs the hierarchy records, where they still exist) and its
+    voxels on the hierarchy's grid; (None, None) when neither is there: the click's level then follows region
+    sizes alone."""
     inputs = args.image or _recorded_inputs(hierarchy)
     if not inputs:
-        return None
+        return None, None
     image = read_sequences(inputs)
-    if tuple(image.spatial_shape) != tuple(hierarchy.shape):
-        raise InputError(
-            f"--image {' '.join(inputs)}: its grid {image.spatial_shape} is not the hierarchy's {tuple(hierarchy.shape)}"
-        )
-    return image
+    return image, image_voxels(hierarchy, image, name=f"--image {' '.join(inputs)}")
 
 
 def _closer_look(

@@ -8,13 +8,14 @@ one place. Every step reports progress and honours a `CancelToken`.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from . import __version__
 from .condense.binarize import seed_to_index
 from .condense.condensation import CondensationConfig, CondensationResult, condense
+from .condense.edge_growth import grow_to_edge
 from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy, level_maps
 from .condense.persistence import persistent_level_indices, persistent_structures
@@ -259,7 +260,7 @@ def segment_with_encoder(
 def structure_at_click(
     hierarchy: Hierarchy,
     seed_index_xyz: Sequence[float],
-    image: Union[None, ImageData, Callable[[], ImageData]] = None,
+    image: Optional[ImageData] = None,
     model: Optional[TrainedModel] = None,
     *,
     device: str = "auto",
@@ -275,7 +276,8 @@ def structure_at_click(
     member of the seed's chain whose boundary is an edge in the image); in a volume whose finest region under
     the seed is too large to be one structure (`condense.zoom.is_unresolved`), and when the image and its
     encoder are given, the structure the hierarchies of boxes around the seed agree on instead
-    (`condense.zoom.structure_in_boxes`, seconds per box on a CPU).
+    (`condense.zoom.structure_in_boxes`, seconds per box on a CPU). With the image, either grows out to the
+    edge the image draws around it where that growth stops (`condense.edge_growth.grow_to_edge`).
 
     Parameters
     ----------
@@ -284,9 +286,9 @@ def structure_at_click(
     seed_index_xyz : sequence of float
         The click as a voxel index (x, y[, z]).
     image, model : optional
-        The segmented image (or a function that reads it) and the encoder that embedded it (a self-trained
-        run's model). Without the image the structure's level is chosen from region sizes alone; without
-        the encoder the whole-image hierarchy's structure is kept (`look_closer=True` then raises InputError).
+        The segmented image and the encoder that embedded it (a self-trained run's model). Without the image
+        the structure's level is chosen from region sizes alone; without the encoder the whole-image
+        hierarchy's structure is kept (`look_closer=True` then raises InputError).
     device : str
         Where the box's embeddings and condensation run.
     sides_mm : sequence of float
@@ -308,13 +310,10 @@ def structure_at_click(
     >>> hierarchy = segment(volume, device="cpu")  # doctest: +SKIP
     >>> kept = structure_at_click(hierarchy, (120, 96, 40), volume, model, device="cpu")  # doctest: +SKIP
     """
-    if callable(image):
-        image = image()
-    if image is not None and tuple(image.spatial_shape) != tuple(hierarchy.shape):
-        raise InputError(f"the image {image.spatial_shape} is not the hierarchy's grid {tuple(hierarchy.shape)}")
+    intensities = None if image is None else image_voxels(hierarchy, image)
+    spacing = hierarchy.geometry.spacing
     if structure is None:
-        intensities = None if image is None else image.array.reshape(*hierarchy.shape, image.channels)
-        structure = structure_at_seed(hierarchy.levels, seed_index_xyz, image=intensities)
+        structure = structure_at_seed(hierarchy.levels, seed_index_xyz, image=intensities, spacing_xyz=spacing)
     if look_closer is None:
         look_closer = image is not None and model is not None and needs_closer_look(hierarchy, structure)
     if not look_closer:
@@ -339,7 +338,7 @@ def structure_at_click(
         cancel=cancel,
     )
     mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factor, hierarchy.shape).reshape(hierarchy.shape)
-    mask = mask.astype(bool)
+    mask, grown_mm = grow_to_edge(mask.astype(bool), intensities, spacing)
     return Structure(
         mask=mask,
         level=zoomed.level,
@@ -347,7 +346,16 @@ def structure_at_click(
         voxels=int(mask.sum()),
         chain_sizes=structure.chain_sizes,
         box_mm=zoomed.side_mm,
+        grown_mm=grown_mm,
     )
+
+
+def image_voxels(hierarchy: Hierarchy, image: ImageData, name: str = "the image") -> np.ndarray:
+    """The segmented image's voxels on the hierarchy's grid, ``(*hierarchy.shape, C)`` (what a click reads the
+    image's edges from); InputError, naming the image as `name`, where its grid is another."""
+    if tuple(image.spatial_shape) != tuple(hierarchy.shape):
+        raise InputError(f"{name}: its grid {image.spatial_shape} is not the hierarchy's {tuple(hierarchy.shape)}")
+    return image.array.reshape(*hierarchy.shape, image.channels)
 
 
 def needs_closer_look(hierarchy: Hierarchy, structure: Structure) -> bool:

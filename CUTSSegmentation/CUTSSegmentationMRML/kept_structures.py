@@ -80,7 +80,7 @@ def choose_structure(
 
     `level` None lets the engine choose the level (the connected region under the seed, kept just before
     its first salient growth, or a finer one whose boundary is an edge in `image`, the volume's (Z, Y, X[, C])
-    voxels); an index takes the connected region at that level; "persistent" the structure of the persistent
+    voxels) and grow the region out to that edge; an index takes the connected region at that level; "persistent" the structure of the persistent
     map. An engine without `structure_at_seed` keeps every voxel of the seed's label (at the middle level when
     none is given).
     """
@@ -96,7 +96,9 @@ def choose_structure(
     index = None if level is None else int(parse_level(level)) % hierarchy.n_levels
     if engine_structure_at_seed is not None:
         edges = image if index is None and image is not None and image.shape[:3] == volume.shape[1:] else None
-        found = engine_structure_at_seed(volume, (x, y, z), level=index, image=edges)
+        found = engine_structure_at_seed(
+            volume, (x, y, z), level=index, image=edges, spacing_xyz=hierarchy.geometry.spacing
+        )
         index = int(found.level) % hierarchy.n_levels
         mask = np.asarray(found.mask, dtype=bool).reshape(volume.shape[1:])
     else:

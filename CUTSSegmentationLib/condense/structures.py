@@ -7,8 +7,9 @@ the component under a seed can only grow from the finest level to the coarsest: 
 salient growth (at least 2.5 times larger at the next level): the region stays itself over some levels, then
 merges into something much larger (a lesion into the surrounding white matter, the spinal cord into the CSF
 around it). With the image, a finer member whose boundary is clearly sharper in it replaces that choice
-(`sharpest_level`, `condense.boundary`): a region that leaks into a neighbour in small steps ends at its edge.
-Any level, or the whole class, stays available.
+(`sharpest_level`, `condense.boundary`): a region that leaks into a neighbour in small steps ends at its edge;
+the kept region then grows out to that edge where the hierarchy's atoms stop short of it
+(`condense.edge_growth`). Any level, or the whole class, stays available.
 
 See docs/architecture.md ("Structures") for the measurements behind the rule.
 """
@@ -25,6 +26,7 @@ from skimage.segmentation import flood
 from ..core.errors import InputError
 from .binarize import seed_to_index
 from .boundary import CONTRAST_MARGIN, SHELL_VOXELS, boundary_contrast, padded_box
+from .edge_growth import grow_to_edge
 
 #: A chain member smaller than this many voxels is never chosen as the structure (single-voxel specks).
 MIN_STRUCTURE_VOXELS = 8
@@ -207,11 +209,14 @@ def sharpest_level(
         return boundary_contrast(region, image[box])
 
     sizes = chain.sizes
+    candidates = [  # distinct finer regions: no speck, not the size rule's region, not the finer level's
+        k for k in range(int(level)) if min_voxels <= sizes[k] < sizes[level] and (k == 0 or sizes[k] != sizes[k - 1])
+    ]
+    if not candidates:
+        return int(level)
     chosen, best = int(level), contrast(level)
     floor = margin * best
-    for k in range(int(level)):
-        if sizes[k] < min_voxels or sizes[k] >= sizes[level] or (k > 0 and sizes[k] == sizes[k - 1]):
-            continue  # a speck, the same region as the size rule's, or the same region as the finer level's
+    for k in candidates:
         score = contrast(k)
         if score > floor and score > best:
             chosen, best = k, score
@@ -230,6 +235,15 @@ def fill_enclosed(mask: np.ndarray) -> np.ndarray:
             if filled[z].any():
                 filled[z] = ndi.binary_fill_holes(filled[z])
     return filled
+
+
+def labelled_seed(levels: np.ndarray, seed_index_xyz: Sequence[float]) -> tuple[int, ...]:
+    """The seed's array index (z, y, x) or (y, x); InputError where it lies outside the levels' grid or on an
+    unlabelled voxel (label 0 at the finest level), so a bad click fails before any work."""
+    index = seed_to_index(seed_index_xyz, levels.shape[1:])
+    if levels[(0,) + index] == 0:
+        raise InputError("the seed is on an unlabelled voxel (label 0): place it inside a structure")
+    return index
 
 
 @dataclass(frozen=True)
@@ -252,6 +266,9 @@ class Structure:
     box_mm : float, optional
         Side of the box around the click whose own hierarchy the structure came from (`condense.zoom`; then
         `level` is a level of that box's hierarchy); None: the whole image's hierarchy.
+    grown_mm : float, optional
+        How far (mm) the structure was grown to the image's edge beyond its region in the hierarchy
+        (`edge_growth.grow_to_edge`); None: kept as the hierarchy holds it.
     """
 
     mask: np.ndarray
@@ -260,6 +277,7 @@ class Structure:
     voxels: int
     chain_sizes: np.ndarray
     box_mm: Optional[float] = None
+    grown_mm: Optional[float] = None
 
 
 def structure_at_seed(
@@ -271,6 +289,7 @@ def structure_at_seed(
     fill_holes: bool = True,
     connectivity: int = 1,
     image: Optional[np.ndarray] = None,
+    spacing_xyz: Optional[Sequence[float]] = None,
 ) -> Structure:
     """The structure under a seed: its connected region at the chosen level of the hierarchy.
 
@@ -291,7 +310,11 @@ def structure_at_seed(
     image : np.ndarray, optional
         The segmented image's intensities on the levels' grid (`shape` or `shape + (C,)`): the automatic level
         then moves to a finer member of the seed's chain whose boundary is clearly sharper
-        (`sharpest_level`). Without it the level is chosen from the region's sizes alone.
+        (`sharpest_level`), and the structure grows out to the edge the image draws around it where that
+        growth stops (`edge_growth.grow_to_edge`). Without it the level is chosen from the region's sizes
+        alone and the structure is the level's region.
+    spacing_xyz : sequence of float, optional
+        Voxel size (x, y[, z]) in mm, for the growth to the image's edge; None: 1 along every axis.
 
     Returns
     -------
@@ -312,9 +335,7 @@ def structure_at_seed(
         raise InputError(f"levels must be (L, Y, X) or (L, Z, Y, X), got shape {levels.shape}")
     if levels.shape[0] == 0:
         raise InputError("the hierarchy has no levels")
-    index = seed_to_index(seed_index_xyz, levels.shape[1:])
-    if levels[(0,) + index] == 0:
-        raise InputError("the seed is on an unlabelled voxel (label 0): place it inside a structure")
+    index = labelled_seed(levels, seed_index_xyz)
     chain = seed_chain(levels, index, connectivity=connectivity)
     if level is None:
         chosen = chain.chosen_level(total=int(np.prod(levels.shape[1:])))
@@ -325,10 +346,18 @@ def structure_at_seed(
             raise InputError(f"level {level} does not exist (the hierarchy has {levels.shape[0]} levels)")
         chosen = int(level) % levels.shape[0]
     labels = levels[chosen]
+    grown_mm = None
     if whole_class:
         mask = labels == labels[index]
     else:
         mask = chain_member(levels, chain, chosen, fill_holes=fill_holes, connectivity=connectivity)
+        if level is None and image is not None:
+            mask, grown_mm = grow_to_edge(mask, image, spacing_xyz)
     return Structure(
-        mask=mask, level=chosen, persistence=chain.persistence(chosen), voxels=int(mask.sum()), chain_sizes=chain.sizes
+        mask=mask,
+        level=chosen,
+        persistence=chain.persistence(chosen),
+        voxels=int(mask.sum()),
+        chain_sizes=chain.sizes,
+        grown_mm=grown_mm,
     )

@@ -241,3 +241,54 @@ def test_the_engine_level_ends_at_the_volumes_edge(study_scene):
     on_edge = logic.addStructure(hierarchy, (1, 1, 0), user, referenceVolumeNode=edged)
     assert (on_flat.level, on_flat.voxels) == (1, 2 * int(block.sum()))
     assert (on_edge.level, on_edge.voxels) == (0, int(block.sum()))
+
+
+def test_the_kept_structure_grows_to_the_edge_of_a_real_ct(tmp_path: Path):
+    """The spleen of a real CT, with a hierarchy whose region stops two voxels short of its rim: the segment
+    the panel adds is the region grown back to the spleen's outline (`edge_growth`), on the volume's grid."""
+    import sys
+
+    from scipy import ndimage as ndi
+
+    from CUTSSegmentationLib.condense.edge_growth import grow_to_edge
+    from CUTSSegmentationLib.io.reading import read_image
+
+    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))
+    try:
+        from volume_cases import load_reference, select_cases, volumes_dir
+        from volume_engine import innermost_point
+    finally:
+        sys.path.remove(str(benchmarks))
+    case = select_cases(["spleen2-ct-spleen"])[0]
+    image = read_image(case.paths(volumes_dir())[0])
+    truth = load_reference(case, volumes_dir()).astype(bool)
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndi.generate_binary_structure(2, 1)
+    region = ndi.binary_erosion(truth, in_plane, iterations=2)
+    levels = np.stack([np.where(region, 1, 2), np.ones(truth.shape)]).astype(np.uint16)
+    hierarchy = Hierarchy(
+        levels=levels,
+        n_clusters=[2, 1],
+        level_steps=[0, 1],
+        atom_map=(levels[0] - 1).astype(np.uint32),
+        merge_tree=np.array([[0, 1], [0, 0]], dtype=np.uint32),
+        persistent=None,
+        geometry=image.geometry,
+        is_2d=False,
+    )
+    scene = slicer.vtkMRMLScene()
+    volume = image_to_volume_node(scene, image)
+    ensure_segmentation_converters(scene)
+    user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Spleen")
+    user.CreateDefaultDisplayNodes()
+    user.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    grown, _reach = grow_to_edge(region, image.array.reshape(truth.shape), image.geometry.spacing)
+    assert int(grown.sum()) > int(region.sum())
+    kept = SegmentationLogic().addStructure(
+        hierarchy, innermost_point(truth, image.geometry.spacing), user, referenceVolumeNode=volume
+    )
+    assert kept.level == 0 and kept.voxels == int(grown.sum())
+    segment = slicer.vtkOrientedImageData()
+    slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(user, kept.segment_id, segment)
+    assert int(np.count_nonzero(_array_of_image(segment))) == int(grown.sum())
