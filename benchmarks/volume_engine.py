@@ -264,6 +264,16 @@ def _settings_args(settings: dict[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ the child
 def _peak_rss_mb() -> float:
+    """This process's own peak resident memory (MB). Linux keeps the parent's high-water mark in a child's
+    `ru_maxrss` across fork and exec (a child started by a 3 GB parent reports 3 GB), so the kernel's VmHWM of
+    this process's memory map is read where there is one."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

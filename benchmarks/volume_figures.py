@@ -35,9 +35,14 @@ def _outline(ax, mask: Optional[np.ndarray], colour: str, aspect: float) -> None
     ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=0.9)
 
 
-def draw_cases(panels: Sequence[dict[str, Any]], path: Path, columns: int = 5) -> Path:
+def draw_cases(
+    panels: Sequence[dict[str, Any]],
+    path: Path,
+    columns: int = 5,
+    legend: Sequence[str] = ("reference", "engine (click)", "best baseline (click)"),
+) -> Path:
     """Write one PNG of all panels. A panel: title, image (Y, X), reference, engine, baseline masks, seed_yx,
-    aspect (row spacing / column spacing)."""
+    aspect (row spacing / column spacing); `legend` names the three outlines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,7 +68,7 @@ def draw_cases(panels: Sequence[dict[str, Any]], path: Path, columns: int = 5) -
     handles = [Line2D([0], [0], color=c, lw=1.5) for c in COLOURS.values()]
     fig.legend(
         handles,
-        ["reference", "engine (click)", "best baseline (click)"],
+        list(legend),
         loc="lower center",
         ncol=3,
         fontsize=7,

@@ -7,10 +7,11 @@ the best member of the seed's chain (an oracle) for every case of the volume.
 ``runs``: how much a click depends on the run: per volume, encoders of several training seeds, each condensed
 with several condensation seeds (the two sources of randomness of a self-trained run); prints, per (encoder,
 condensation) pair and as mean and range, the Dice of the click with the level chosen from region sizes alone
-and of the engine's click (which also reads the image's edges, `condense.boundary`), the chain's best (an
-oracle), the click with an intensity-edge stop (a growth step whose added voxels' median lies more than `--edge`
-robust spreads of the region's own intensities away also ends the structure; a candidate rule not kept), and
-per encoder the engine click most of its condensation seeds agree on (the medoid of their masks).
+and of the engine's click (which also reads the image's edges, `condense.boundary`, and grows to them,
+`condense.edge_growth`), the chain's best (an oracle), the click with an intensity-edge stop (a growth step
+whose added voxels' median lies more than `--edge` robust spreads of the region's own intensities away also
+ends the structure; a candidate rule not kept), and per encoder the engine click most of its condensation
+seeds agree on (the medoid of their masks).
 
 ``zoom``: whether a hierarchy computed only in a box around the click holds a structure the whole-volume
 hierarchy does not (the thorax CT's tumour, whose region under the click at the finest whole-volume level is
@@ -208,7 +209,9 @@ def probe_runs(cases: list[Case], seeds: Sequence[int], condensation_seeds: Sequ
                 levels = _levels(embeddings, volume, CondensationConfig(seed=condensation_seed))
                 for c in group:
                     mask, click, best = _click_and_best(levels, clicks[c.name], truths[c.name])
-                    engine = structures.structure_at_seed(levels, clicks[c.name], image=volume.image.array).mask
+                    engine = structures.structure_at_seed(
+                        levels, clicks[c.name], image=volume.image.array, spacing_xyz=volume.image.geometry.spacing
+                    ).mask
                     kept[c.name].append(engine)
                     edged = dice(_edge_click(levels, clicks[c.name], volume.image.array, edge, mask), truths[c.name])
                     rows[c.name].append((click, best, edged, dice(engine, truths[c.name])))

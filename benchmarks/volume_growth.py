@@ -1,0 +1,143 @@
+"""The growth to the image's edge (`condense/edge_growth.py`), case by case, on the 3D benchmark's own runs.
+
+For every case: the headline click (`volume_engine.CLICKS["engine"]`, what `cuts binarize --seed` keeps) and
+the same click without the growth (the hierarchy's member, or the closer look's, as the click chose it), with
+their Dice and how far the structure grew; then the growth with other windows and settling fractions on the
+same members, and grown again from each kept growth (rules not kept); and a figure: the axial slice through the click of each case the growth
+changed, with the reference, the member and the grown structure outlined.
+
+    python benchmarks/volume_growth.py [CASES ...] [--figure docs/figures/edge_growth.png]
+
+Runs are the benchmark's (self-trained, defaults, cached under benchmarks/.cache/volumes3d; one that is
+missing is computed as the benchmark computes it). Labels score; they never choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional
+from unittest import mock
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import volume_engine as engine  # noqa: E402
+from volume_cases import CASES, Case, load_reference, load_volume, select_cases, volumes_dir  # noqa: E402
+from volume_figures import draw_cases  # noqa: E402
+from volume_scoring import dice  # noqa: E402
+
+from CUTSSegmentationLib import pipeline  # noqa: E402
+from CUTSSegmentationLib.condense import structures  # noqa: E402
+from CUTSSegmentationLib.condense.edge_growth import grow_to_edge  # noqa: E402
+
+#: (window in robust spreads, settling fraction) of the rules measured beside the engine's.
+VARIANTS: tuple[tuple[float, float], ...] = ((2.5, 0.05), (3.0, 0.05), (2.0, 0.03), (2.0, 0.10))
+
+
+@contextlib.contextmanager
+def _growth_recorded() -> Iterator[list[tuple[np.ndarray, np.ndarray, Any]]]:
+    """Within: every growth the click asks for is recorded (region, image, spacing) and not applied."""
+    seen: list[tuple[np.ndarray, np.ndarray, Any]] = []
+
+    def record(region, image, spacing_xyz=None, **_):
+        seen.append((region, image, spacing_xyz))
+        return region, None
+
+    with mock.patch.object(structures, "grow_to_edge", record), mock.patch.object(pipeline, "grow_to_edge", record):
+        yield seen
+
+
+def _runs(cases: Sequence[Case]) -> Iterator[tuple[list[Case], Any, engine.EngineRun]]:
+    """(cases of one volume, the volume, its benchmark run) for every single-sequence volume of `cases`."""
+    root = volumes_dir()
+    for key in dict.fromkeys(c.volume_key for c in cases):
+        group = [c for c in cases if c.volume_key == key]
+        volume = load_volume(group[0], root)
+        path, _report = engine.run_segment(volume.paths, {"seed": 0, "train_epochs": None})
+        yield group, volume, engine.load_run(path, volume.paths)
+
+
+def _iterated(
+    grown: np.ndarray, reach: Optional[float], image: np.ndarray, spacing: Any, rounds: int = 3
+) -> np.ndarray:
+    """`grown` grown again from its own intensities while each growth is kept, at most `rounds` more times."""
+    for _ in range(rounds):
+        if reach is None:
+            break
+        grown, reach = grow_to_edge(grown, image, spacing)
+    return grown
+
+
+def probe_growth(cases: Sequence[Case], figure: Optional[Path]) -> None:
+    root = volumes_dir()
+    totals: dict[str, list[float]] = {"member": [], "engine": [], **{f"{k:g}/{s:g}": [] for k, s in VARIANTS}}
+    totals["iterated"] = []
+    panels: list[dict[str, Any]] = []
+    for group, volume, run in _runs(cases):
+        for case in group:
+            truth = load_reference(case, root).astype(bool)
+            seed = engine.innermost_point(truth, volume.spacing)
+            kept = engine.CLICKS["engine"](run, seed, volume.spacing)
+            with _growth_recorded() as seen:
+                member = engine.CLICKS["engine"](run, seed, volume.spacing)
+            region, image, spacing = seen[-1]
+            assert np.array_equal(region, member)
+            grown, reach = grow_to_edge(region, image, spacing)
+            assert np.array_equal(grown, kept), "the recorded growth is not the click's"
+            scores = {"member": dice(member, truth), "engine": dice(kept, truth)}
+            for spreads, settled in VARIANTS:
+                other, _ = grow_to_edge(region, image, spacing, spreads=spreads, settled=settled)
+                scores[f"{spreads:g}/{settled:g}"] = dice(other, truth)
+            scores["iterated"] = dice(_iterated(grown, reach, image, spacing), truth)
+            if case.group != "sanity":
+                for name, value in scores.items():
+                    totals[name].append(value)
+            grew = "not grown" if reach is None else f"grown {reach:g} mm (+{int(kept.sum() - member.sum()):,} voxels)"
+            variants = ", ".join(f"{name} {value:.3f}" for name, value in scores.items() if "/" in name)
+            print(
+                f"{case.name}: member {scores['member']:.3f} -> engine {scores['engine']:.3f} ({grew}); "
+                f"other rules (window/settled) {variants}; grown again from each growth {scores['iterated']:.3f}",
+                flush=True,
+            )
+            if reach is not None:
+                z = seed[2]
+                panels.append(
+                    {
+                        "title": f"{case.name}\n{scores['member']:.2f} -> {scores['engine']:.2f} ({reach:g} mm)",
+                        "image": volume.image[z],
+                        "reference": truth[z],
+                        "engine": kept[z],
+                        "baseline": member[z],
+                        "seed_yx": (seed[1], seed[0]),
+                        "aspect": volume.spacing[1] / volume.spacing[0],
+                    }
+                )
+    if totals["member"]:
+        means = ", ".join(f"{name} {np.mean(values):.3f}" for name, values in totals.items())
+        print(f"MEAN over {len(totals['member'])} expert cases: {means}", flush=True)
+    if figure is not None and panels:
+        draw_cases(panels, figure, columns=max(3, min(5, len(panels))), legend=("reference", "grown (click)", "member"))
+        print(f"figure -> {figure}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="*", help="case names (substrings); every single-sequence case when none")
+    parser.add_argument("--figure", type=Path, default=None, help="PNG of the cases the growth changed")
+    args = parser.parse_args(argv)
+    cases = select_cases(args.cases, CASES)
+    if not cases:
+        parser.error(f"no case matches {args.cases}")
+    probe_growth(cases, args.figure)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
