@@ -3,8 +3,8 @@
 For every case: the headline click (`volume_engine.CLICKS["engine"]`, what `cuts binarize --seed` keeps) and
 the same click without the growth (the hierarchy's member, or the closer look's, as the click chose it), with
 their Dice and how far the structure grew; then the growth with other windows and settling fractions on the
-same members, and grown again from each kept growth (rules not kept); and a figure: the axial slice through the click of each case the growth
-changed, with the reference, the member and the grown structure outlined.
+same members, and grown again from each kept growth (rules not kept); and a figure: the axial slice through the
+click of each case the growth changed, with the reference, the member and the grown structure outlined.
 
     python benchmarks/volume_growth.py [CASES ...] [--figure docs/figures/edge_growth.png]
 

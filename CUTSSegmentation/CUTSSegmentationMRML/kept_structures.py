@@ -80,9 +80,9 @@ def choose_structure(
 
     `level` None lets the engine choose the level (the connected region under the seed, kept just before
     its first salient growth, or a finer one whose boundary is an edge in `image`, the volume's (Z, Y, X[, C])
-    voxels) and grow the region out to that edge; an index takes the connected region at that level; "persistent" the structure of the persistent
-    map. An engine without `structure_at_seed` keeps every voxel of the seed's label (at the middle level when
-    none is given).
+    voxels) and grow the region out to that edge; an index takes the connected region at that level;
+    "persistent" the structure of the persistent map. An engine without `structure_at_seed` keeps every voxel
+    of the seed's label (at the middle level when none is given).
     """
     levels = hierarchy.levels
     volume = levels.reshape(levels.shape[0], 1, *levels.shape[1:]) if levels.ndim == 3 else levels
