@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..core.errors import InputError
+from ..core.imagedata import voxel_size_zyx
 
 #: Above this label id, counting uses np.unique instead of a dense np.bincount table.
 _DENSE_MAX_ID = 1 << 24
@@ -153,13 +154,7 @@ def innermost_point(mask: np.ndarray, spacing: Optional[Sequence[float]] = None)
     m = m != 0
     if not m.any():
         raise InputError("mask is empty: it has no innermost point")
-    if spacing is None:
-        sampling = (1.0,) * m.ndim
-    else:
-        sp = [float(s) for s in spacing]
-        if len(sp) < m.ndim or len(sp) > 3 or not all(math.isfinite(s) and s > 0 for s in sp):
-            raise InputError(f"spacing {tuple(sp)} does not fit a {m.ndim}D mask (give x, y[, z] > 0 in mm)")
-        sampling = tuple(reversed(sp[: m.ndim]))
+    sampling = voxel_size_zyx(spacing, m.ndim)
     # Work on the bounding box (+1 background voxel on each side, which is also the image-border rule).
     box = []
     for axis in range(m.ndim):

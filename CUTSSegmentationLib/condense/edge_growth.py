@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..core.imagedata import voxel_size_zyx
 from .boundary import boundary_contrast, padded_box, robust_centre_and_spread
 
 #: How far (mm) the growth may reach, doubling: the structure is grown to each in turn.
@@ -80,7 +81,7 @@ def grow_to_edge(
     image = np.asarray(image)
     if image.ndim == region.ndim:
         image = image[..., None]
-    spacing = _spacing_zyx(spacing_xyz, region.ndim)
+    spacing = voxel_size_zyx(spacing_xyz, region.ndim)
     objects = ndi.find_objects(region.view(np.uint8))
     if not objects:
         return region, None
@@ -90,13 +91,13 @@ def grow_to_edge(
     alike = _alike(inside, image[box], spreads)
     distance = ndi.distance_transform_edt(~inside, sampling=spacing)
     alike &= distance <= reach
+    own = int(np.count_nonzero(inside))
     previous: Optional[tuple[np.ndarray, int, float]] = None
     for d in distances_mm:
         grown = _connected_to(inside, inside | (alike & (distance <= d)))
         voxels = int(np.count_nonzero(grown))
         if previous is not None and voxels <= (1.0 + settled) * previous[1]:
             kept, kept_voxels, kept_distance = previous
-            own = int(np.count_nonzero(inside))
             if kept_voxels == own or kept_voxels > (1.0 + MAX_GROWTH) * own:
                 return region, None
             if boundary_contrast(kept, image[box]) < max(spreads, boundary_contrast(inside, image[box])):
@@ -123,13 +124,3 @@ def _connected_to(seed: np.ndarray, mask: np.ndarray) -> np.ndarray:
     labels, _ = ndi.label(mask)
     ids = np.unique(labels[seed])
     return np.isin(labels, ids[ids > 0])
-
-
-def _spacing_zyx(spacing_xyz: Optional[Sequence[float]], ndim: int) -> tuple[float, ...]:
-    """Voxel size along the array's axes (Z, Y, X or Y, X) from an (x, y[, z]) spacing."""
-    if spacing_xyz is None:
-        return (1.0,) * ndim
-    values = [float(s) for s in spacing_xyz][:ndim]
-    if len(values) < ndim or min(values) <= 0:
-        raise ValueError(f"spacing {tuple(spacing_xyz)} does not give {ndim} positive voxel sizes")
-    return tuple(reversed(values))

@@ -26,7 +26,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.imagedata import ImageData
+from ..core.imagedata import ImageData, voxel_size_zyx
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from ..evaluate.metrics import dice
 from .condensation import CondensationConfig, condense
@@ -101,7 +101,7 @@ def box_around(index_zyx: Sequence[int], side_mm: float, spacing_xyz: Sequence[f
     >>> box_around((5, 50, 50), 20.0, (1.0, 1.0, 4.0), (10, 100, 100))
     (slice(2, 9, None), slice(40, 61, None), slice(40, 61, None))
     """
-    spacing_zyx = np.asarray(tuple(reversed([float(s) for s in spacing_xyz])))
+    spacing_zyx = np.asarray(voxel_size_zyx(spacing_xyz, len(shape)))
     half = np.ceil(side_mm / 2.0 / spacing_zyx).astype(int)
     at = np.asarray(index_zyx, dtype=int)
     lo = np.maximum(at - half, 0)

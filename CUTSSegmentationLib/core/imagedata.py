@@ -9,10 +9,13 @@ for seeds placed in Slicer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
+
+from .errors import InputError
 
 #: LPS <-> RAS: negate the first two physical axes.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -66,6 +69,32 @@ class Geometry:
             origin=tuple(float(o) for o in origin),
             direction=tuple(float(d) for d in direction.reshape(-1)),
         )
+
+
+def voxel_size_zyx(spacing_xyz: Optional[Sequence[float]], ndim: int) -> tuple[float, ...]:
+    """Voxel size (mm) along an array's axes, (Z, Y, X) or (Y, X), from a spacing in (x, y[, z]) order.
+
+    Masks and arrays are indexed (z, y, x) while spacings come as images give them (x, y, z). Without a spacing
+    every axis is 1 (distances in voxels). A 2D array takes (x, y) or (x, y, z) (z unused); a 3D array needs
+    (x, y, z); every size must be positive and finite, else InputError.
+
+    Examples
+    --------
+    >>> voxel_size_zyx((0.8, 0.8, 6.5), 3)
+    (6.5, 0.8, 0.8)
+    >>> voxel_size_zyx((0.8, 0.7, 6.5), 2)
+    (0.7, 0.8)
+    >>> voxel_size_zyx(None, 3)
+    (1.0, 1.0, 1.0)
+    """
+    if spacing_xyz is None:
+        return (1.0,) * ndim
+    sizes = [float(s) for s in spacing_xyz]
+    if not ndim <= len(sizes) <= 3:
+        raise InputError(f"spacing {tuple(sizes)} does not fit a {ndim}D array (give x, y[, z] in mm)")
+    if not all(math.isfinite(s) and s > 0 for s in sizes):
+        raise InputError(f"spacing must be positive and finite, got {tuple(sizes)}")
+    return tuple(reversed(sizes[:ndim]))
 
 
 @dataclass

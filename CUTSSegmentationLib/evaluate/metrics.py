@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from skimage.metrics import structural_similarity
 
 from ..core.errors import InputError
+from ..core.imagedata import voxel_size_zyx
 
 #: Crops with more voxels than this use SimpleITK's multithreaded Maurer distance map instead of scipy's.
 _SITK_MIN_VOXELS = 200_000
@@ -33,26 +34,11 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p != 0, t != 0
 
 
-def _sampling(shape: Sequence[int], spacing: Optional[Sequence[float]]) -> Optional[tuple[float, ...]]:
-    """Per-array-axis voxel size (axis order Z, Y, X) from a spacing in (x, y, z) order, or None for pixels.
-
-    A 2D mask takes (x, y) or (x, y, z) (z is ignored); a 3D mask needs (x, y, z)."""
-    if spacing is None:
-        return None
-    sp = [float(s) for s in spacing]
-    ndim = len(shape)
-    if len(sp) < ndim or (ndim == 3 and len(sp) != 3) or len(sp) > 3:
-        raise InputError(f"spacing {tuple(sp)} does not fit a {ndim}D mask (give x, y[, z] in mm)")
-    if not all(math.isfinite(s) and s > 0 for s in sp):
-        raise InputError(f"spacing must be positive and finite, got {tuple(sp)}")
-    return tuple(reversed(sp[:ndim]))
-
-
 def diagonal(shape: Sequence[int], spacing: Optional[Sequence[float]] = None) -> float:
     """Length of the image diagonal, sqrt(sum (n_i * s_i)^2), in pixels or mm (the authors' sqrt(H^2 + W^2)).
 
     Axes of length 1 are left out, so a 2D image stored as (1, Y, X) gets the same value as (Y, X)."""
-    sampling = _sampling(shape, spacing) or (1.0,) * len(shape)
+    sampling = voxel_size_zyx(spacing, len(shape))
     return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, sampling) if n > 1)))
 
 
@@ -100,7 +86,7 @@ def hausdorff(pred: np.ndarray, truth: np.ndarray, spacing: Optional[Sequence[fl
     a 256x256x128 volume takes about a second; interior voxels are included because the farthest point of
     one set from the other need not lie on its boundary (a disc around a ring)."""
     p, t = _pair(pred, truth)
-    sampling = _sampling(p.shape, spacing) or (1.0,) * p.ndim
+    sampling = voxel_size_zyx(spacing, p.ndim)
     if not p.any() or not t.any():
         return diagonal(p.shape, spacing)
     both = p | t

@@ -7,7 +7,7 @@ import pytest
 
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
 from CUTSSegmentationLib.core.errors import InputError
-from CUTSSegmentationLib.core.imagedata import Geometry, ImageData
+from CUTSSegmentationLib.core.imagedata import Geometry, ImageData, voxel_size_zyx
 from CUTSSegmentationLib.core.progress import (
     PROGRESS_LINE_PREFIX,
     LineProgress,
@@ -41,6 +41,17 @@ def test_ijk_to_ras_matrix_round_trip() -> None:
     assert np.allclose(back.spacing, geo.spacing)
     assert np.allclose(back.origin, geo.origin)
     assert np.allclose(back.direction, geo.direction)
+
+
+def test_voxel_size_follows_the_array_axes_and_rejects_a_spacing_that_does_not_fit() -> None:
+    """Every spacing-aware step (distances, boxes, growth, metrics) reads one conversion: (x, y, z) mm to the
+    array's (z, y, x) axes; a 2D array ignores z; a wrong length or a non-positive size is the user's error."""
+    assert voxel_size_zyx((0.9, 0.8, 6.5), 3) == (6.5, 0.8, 0.9)
+    assert voxel_size_zyx((0.9, 0.8, 6.5), 2) == (0.8, 0.9)
+    assert voxel_size_zyx(None, 2) == (1.0, 1.0)
+    for bad, ndim in (((1.0, 1.0), 3), ((1.0, 1.0, 1.0, 1.0), 3), ((1.0, 0.0, 2.0), 3), ((1.0, float("nan")), 2)):
+        with pytest.raises(InputError):
+            voxel_size_zyx(bad, ndim)
 
 
 def test_imagedata_shapes() -> None:
