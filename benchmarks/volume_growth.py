@@ -3,8 +3,10 @@
 For every case: the headline click (`volume_engine.CLICKS["engine"]`, what `cuts binarize --seed` keeps) and
 the same click without the growth (the hierarchy's member, or the closer look's, as the click chose it), with
 their Dice and how far the structure grew; then the growth with other windows and settling fractions on the
-same members, and grown again from each kept growth (rules not kept); and a figure: the axial slice through the
-click of each case the growth changed, with the reference, the member and the grown structure outlined.
+same members, and grown again from each kept growth (rules not kept); the kept structure with its enclosed holes
+filled (in 3D, or in the slices of every orientation) and with its boundary moved to the intensity midpoint
+between its inside and its shell (steps not kept); and a figure: the axial slice through the click of each case
+the growth changed, with the reference, the member and the grown structure outlined.
 
     python benchmarks/volume_growth.py [CASES ...] [--figure docs/figures/edge_growth.png]
 
@@ -23,6 +25,7 @@ from typing import Any, Optional
 from unittest import mock
 
 import numpy as np
+from scipy import ndimage as ndi
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -75,10 +78,42 @@ def _iterated(
     return grown
 
 
+def _holes_filled_in_slices(mask: np.ndarray) -> np.ndarray:
+    """`mask` with every hole enclosed in one of its axial, coronal or sagittal slices (or in 3D) filled."""
+    out = ndi.binary_fill_holes(mask)
+    for axis in range(mask.ndim):
+        moved = np.moveaxis(mask, axis, 0)
+        out |= np.moveaxis(np.stack([ndi.binary_fill_holes(plane) for plane in moved]), 0, axis)
+    return out
+
+
+def _midpoint_rim(mask: np.ndarray, image: np.ndarray, steps: int = 1) -> np.ndarray:
+    """`mask` grown by up to `steps` face-neighbour layers of voxels nearer its inside's median than its
+    2-voxel shell's (the boundary at the half-way intensity, where a partial-volume rim is split; channel 0)."""
+    values = image[..., 0] if image.ndim == mask.ndim + 1 else image
+    shell = ndi.binary_dilation(mask, ndi.generate_binary_structure(mask.ndim, mask.ndim), iterations=2) & ~mask
+    inside, outside = float(np.median(values[mask])), float(np.median(values[shell]))
+    nearer = np.abs(values - inside) < np.abs(values - outside)
+    out = mask.copy()
+    for _ in range(steps):
+        out |= ndi.binary_dilation(out) & nearer
+    return out
+
+
+#: Steps after the growth measured beside the engine's structure (not kept): name -> f(structure, image).
+AFTER_GROWTH = {
+    "holes filled (3D)": lambda kept, image: ndi.binary_fill_holes(kept),
+    "holes filled (slices)": lambda kept, image: _holes_filled_in_slices(kept),
+    "midpoint rim 1": lambda kept, image: _midpoint_rim(kept, image, 1),
+    "midpoint rim 2": lambda kept, image: _midpoint_rim(kept, image, 2),
+}
+
+
 def probe_growth(cases: Sequence[Case], figure: Optional[Path]) -> None:
     root = volumes_dir()
     totals: dict[str, list[float]] = {"member": [], "engine": [], **{f"{k:g}/{s:g}": [] for k, s in VARIANTS}}
     totals["iterated"] = []
+    totals.update({name: [] for name in AFTER_GROWTH})
     panels: list[dict[str, Any]] = []
     for group, volume, run in _runs(cases):
         for case in group:
@@ -96,14 +131,18 @@ def probe_growth(cases: Sequence[Case], figure: Optional[Path]) -> None:
                 other, _ = grow_to_edge(region, image, spacing, spreads=spreads, settled=settled)
                 scores[f"{spreads:g}/{settled:g}"] = dice(other, truth)
             scores["iterated"] = dice(_iterated(grown, reach, image, spacing), truth)
+            for name, step in AFTER_GROWTH.items():
+                scores[name] = dice(step(kept, image), truth)
             if case.group != "sanity":
                 for name, value in scores.items():
                     totals[name].append(value)
             grew = "not grown" if reach is None else f"grown {reach:g} mm (+{int(kept.sum() - member.sum()):,} voxels)"
             variants = ", ".join(f"{name} {value:.3f}" for name, value in scores.items() if "/" in name)
+            after = ", ".join(f"{name} {scores[name]:.3f}" for name in AFTER_GROWTH)
             print(
                 f"{case.name}: member {scores['member']:.3f} -> engine {scores['engine']:.3f} ({grew}); "
-                f"other rules (window/settled) {variants}; grown again from each growth {scores['iterated']:.3f}",
+                f"other rules (window/settled) {variants}; grown again from each growth {scores['iterated']:.3f}; "
+                f"after the growth: {after}",
                 flush=True,
             )
             if reach is not None:
