@@ -11,7 +11,9 @@ and of the engine's click (which also reads the image's edges, `condense.boundar
 `condense.edge_growth`), the chain's best (an oracle), the click with an intensity-edge stop (a growth step
 whose added voxels' median lies more than `--edge` robust spreads of the region's own intensities away also
 ends the structure; a candidate rule not kept), and per encoder the engine click most of its condensation
-seeds agree on (the medoid of their masks).
+seeds agree on (the medoid of their masks); where the image's edges replace the size rule's member with a finer
+one, how much of that finer member's 2-voxel shell lies inside the size rule's member (near 1: a core inside the
+structure, such as the PET's hot core in its uptake, or a spinal cord inside its CSF; a candidate gate not kept).
 
 ``zoom``: whether a hierarchy computed only in a box around the click holds a structure the whole-volume
 hierarchy does not (the thorax CT's tumour, whose region under the click at the finest whole-volume level is
@@ -39,6 +41,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -187,6 +190,24 @@ def _edge_click(
     return engine_mask
 
 
+def _edge_change(levels: np.ndarray, seed_xyz: Sequence[int], image: np.ndarray, truth: np.ndarray) -> str:
+    """Where the image's edges replace the size rule's member with a finer one: both members' Dice and the
+    fraction of the finer member's 2-voxel shell inside the size rule's member; "" where they do not."""
+    chain = structures.seed_chain(levels, seed_to_index(seed_xyz, levels.shape[1:]))
+    size_level = chain.chosen_level(total=int(np.prod(levels.shape[1:])))
+    sharp = structures.sharpest_level(levels, chain, size_level, image)
+    if sharp == size_level:
+        return ""
+    outer = structures.chain_member(levels, chain, size_level)
+    inner = structures.chain_member(levels, chain, sharp)
+    shell = ndi.binary_dilation(inner, ndi.generate_binary_structure(3, 3), iterations=2) & ~inner
+    inside = np.count_nonzero(shell & outer) / max(np.count_nonzero(shell), 1)
+    return (
+        f", edges replace the size rule's member {dice(outer, truth):.3f} by a finer one {dice(inner, truth):.3f} "
+        f"whose shell lies {inside:.2f} inside it"
+    )
+
+
 def _medoid(masks: Sequence[np.ndarray]) -> np.ndarray:
     """The mask with the highest mean Dice to the others (the structure most runs agree on)."""
     if len(masks) == 1:
@@ -215,9 +236,11 @@ def probe_runs(cases: list[Case], seeds: Sequence[int], condensation_seeds: Sequ
                     kept[c.name].append(engine)
                     edged = dice(_edge_click(levels, clicks[c.name], volume.image.array, edge, mask), truths[c.name])
                     rows[c.name].append((click, best, edged, dice(engine, truths[c.name])))
+                    change = _edge_change(levels, clicks[c.name], volume.image.array, truths[c.name])
                     print(
                         f"{c.name} encoder seed {seed} condensation seed {condensation_seed}: click (sizes only) "
-                        f"{click:.3f}, engine click {rows[c.name][-1][3]:.3f}, best {best:.3f}, edge stop {edged:.3f}",
+                        f"{click:.3f}, engine click {rows[c.name][-1][3]:.3f}, best {best:.3f}, edge stop {edged:.3f}"
+                        f"{change}",
                         flush=True,
                     )
             for c in group:
