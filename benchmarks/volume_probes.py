@@ -190,12 +190,12 @@ def _edge_click(
     return engine_mask
 
 
-def _edge_change(levels: np.ndarray, seed_xyz: Sequence[int], image: np.ndarray, truth: np.ndarray) -> str:
-    """Where the image's edges replace the size rule's member with a finer one: both members' Dice and the
-    fraction of the finer member's 2-voxel shell inside the size rule's member; "" where they do not."""
+def _edge_change(levels: np.ndarray, seed_xyz: Sequence[int], sharp: int, truth: np.ndarray) -> str:
+    """Where the image's edges replaced the size rule's member with a finer one (the engine's click kept level
+    `sharp`): both members' Dice and the fraction of the finer member's 2-voxel shell inside the size rule's
+    member; "" where they did not."""
     chain = structures.seed_chain(levels, seed_to_index(seed_xyz, levels.shape[1:]))
     size_level = chain.chosen_level(total=int(np.prod(levels.shape[1:])))
-    sharp = structures.sharpest_level(levels, chain, size_level, image)
     if sharp == size_level:
         return ""
     outer = structures.chain_member(levels, chain, size_level)
@@ -230,13 +230,14 @@ def probe_runs(cases: list[Case], seeds: Sequence[int], condensation_seeds: Sequ
                 levels = _levels(embeddings, volume, CondensationConfig(seed=condensation_seed))
                 for c in group:
                     mask, click, best = _click_and_best(levels, clicks[c.name], truths[c.name])
-                    engine = structures.structure_at_seed(
+                    engine_click = structures.structure_at_seed(
                         levels, clicks[c.name], image=volume.image.array, spacing_xyz=volume.image.geometry.spacing
-                    ).mask
+                    )
+                    engine = engine_click.mask
                     kept[c.name].append(engine)
                     edged = dice(_edge_click(levels, clicks[c.name], volume.image.array, edge, mask), truths[c.name])
                     rows[c.name].append((click, best, edged, dice(engine, truths[c.name])))
-                    change = _edge_change(levels, clicks[c.name], volume.image.array, truths[c.name])
+                    change = _edge_change(levels, clicks[c.name], engine_click.level, truths[c.name])
                     print(
                         f"{c.name} encoder seed {seed} condensation seed {condensation_seed}: click (sizes only) "
                         f"{click:.3f}, engine click {rows[c.name][-1][3]:.3f}, best {best:.3f}, edge stop {edged:.3f}"
