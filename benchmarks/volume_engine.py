@@ -266,7 +266,7 @@ def _settings_args(settings: dict[str, Any]) -> list[str]:
 def _peak_rss_mb() -> float:
     """This process's own peak resident memory (MB). Linux keeps the parent's high-water mark in a child's
     `ru_maxrss` across fork and exec (a child started by a 3 GB parent reports 3 GB), so the kernel's VmHWM of
-    this process's memory map is read where there is one."""
+    this process's memory map is read where there is one. Elsewhere `ru_maxrss` is kilobytes, bytes on macOS."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -274,7 +274,8 @@ def _peak_rss_mb() -> float:
                     return float(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def _child_main(argv: Optional[Sequence[str]] = None) -> int:
