@@ -38,6 +38,7 @@ from volume_scoring import dice  # noqa: E402
 
 from CUTSSegmentationLib import pipeline  # noqa: E402
 from CUTSSegmentationLib.condense import structures  # noqa: E402
+from CUTSSegmentationLib.condense.boundary import shell_around  # noqa: E402
 from CUTSSegmentationLib.condense.edge_growth import grow_to_edge  # noqa: E402
 
 #: (window in robust spreads, settling fraction) of the rules measured beside the engine's.
@@ -92,7 +93,7 @@ def _midpoint_rim(mask: np.ndarray, image: np.ndarray, steps: int = 1) -> np.nda
     """`mask` grown by up to `steps` face-neighbour layers of voxels nearer its inside's median than its
     2-voxel shell's (the boundary at the half-way intensity, where a partial-volume rim is split; channel 0)."""
     values = image[..., 0] if image.ndim == mask.ndim + 1 else image
-    shell = ndi.binary_dilation(mask, ndi.generate_binary_structure(mask.ndim, mask.ndim), iterations=2) & ~mask
+    shell = shell_around(mask, 2)
     inside, outside = float(np.median(values[mask])), float(np.median(values[shell]))
     nearer = np.abs(values - inside) < np.abs(values - outside)
     out = mask.copy()

@@ -41,7 +41,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -53,6 +52,7 @@ from volume_scoring import dice  # noqa: E402
 
 from CUTSSegmentationLib.condense import structures, zoom  # noqa: E402
 from CUTSSegmentationLib.condense.binarize import seed_to_index  # noqa: E402
+from CUTSSegmentationLib.condense.boundary import shell_around  # noqa: E402
 from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense  # noqa: E402
 from CUTSSegmentationLib.condense.features import condensation_features  # noqa: E402
 from CUTSSegmentationLib.core.imagedata import ImageData  # noqa: E402
@@ -200,7 +200,7 @@ def _edge_change(levels: np.ndarray, seed_xyz: Sequence[int], sharp: int, truth:
         return ""
     outer = structures.chain_member(levels, chain, size_level)
     inner = structures.chain_member(levels, chain, sharp)
-    shell = ndi.binary_dilation(inner, ndi.generate_binary_structure(3, 3), iterations=2) & ~inner
+    shell = shell_around(inner, 2)
     inside = np.count_nonzero(shell & outer) / max(np.count_nonzero(shell), 1)
     return (
         f", edges replace the size rule's member {dice(outer, truth):.3f} by a finer one {dice(inner, truth):.3f} "

@@ -55,8 +55,7 @@ def boundary_contrast(region: np.ndarray, image: np.ndarray, shell_voxels: int =
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == region.ndim:
         image = image[..., None]
-    structure = ndi.generate_binary_structure(region.ndim, region.ndim)
-    shell = ndi.binary_dilation(region, structure, iterations=shell_voxels) & ~region
+    shell = shell_around(region, shell_voxels)
     if not shell.any():
         return 0.0
     contrast = 0.0
@@ -65,6 +64,21 @@ def boundary_contrast(region: np.ndarray, image: np.ndarray, shell_voxels: int =
         middle, spread = robust_centre_and_spread(values[region])
         contrast = max(contrast, abs(float(np.median(values[shell])) - middle) / spread)
     return contrast
+
+
+def shell_around(region: np.ndarray, shell_voxels: int = SHELL_VOXELS) -> np.ndarray:
+    """The voxels within `shell_voxels` steps (face, edge or corner neighbours) outside `region`: the image just
+    outside a structure, which its inside is compared with.
+
+    Examples
+    --------
+    >>> region = np.zeros((1, 7), dtype=bool); region[0, 3] = True
+    >>> np.flatnonzero(shell_around(region, 2)[0]).tolist()
+    [1, 2, 4, 5]
+    """
+    region = np.asarray(region, dtype=bool)
+    structure = ndi.generate_binary_structure(region.ndim, region.ndim)
+    return ndi.binary_dilation(region, structure, iterations=shell_voxels) & ~region
 
 
 def robust_centre_and_spread(values: np.ndarray) -> tuple[float, float]:
