@@ -262,9 +262,7 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         if image is None:
             print("note: without the segmented image (--image) the level follows region sizes alone", file=sys.stderr)
         closer = {"auto": None, "always": True, "never": False}[args.closer]
-        if closer is None:
-            closer = not args.whole_class and needs_closer_look(hierarchy, structure)
-        if closer:
+        if closer or (closer is None and not args.whole_class):
             structure = _closer_look(args, hierarchy, seed, structure, image)
         if structure.box_mm is not None:
             where = f"level {structure.level} of the hierarchy of a {structure.box_mm:g} mm box around the seed"
@@ -302,23 +300,31 @@ def _segmented_image(
 def _closer_look(
     args: argparse.Namespace, hierarchy: Hierarchy, seed, structure: Structure, image: Optional[ImageData]
 ) -> Structure:
-    """The structure the hierarchies of boxes around the seed agree on, or `structure` with a note why not.
+    """The structure the hierarchies of boxes around the seed agree on where it is needed (``--closer auto``:
+    `structure_at_click`) or asked for (``--closer always``), or `structure` with a note why not.
 
     Needs the segmented image (`_segmented_image`) and its encoder (``--model``, else the model.safetensors
-    `cuts segment` wrote beside the hierarchy).
+    `cuts segment` wrote beside the hierarchy). With ``--closer auto`` a region under the seed small enough to be
+    one structure is kept silently without them: the look would only check it.
     """
     millilitres = region_millilitres(finest_region(structure.chain_sizes), hierarchy.geometry.spacing)
     size = f"{millilitres / 1e3:.1f} litres" if millilitres >= 1e3 else f"{millilitres:.0f} mL"
     model_path = args.model or str(Path(args.hierarchy).with_name(MODEL_OUTPUT))
+    always = args.closer == "always"
     if hierarchy.is_2d:
+        if not always:
+            return structure
         raise InputError("--closer always needs a volume; this hierarchy is of a 2D image")
+    needed = always or needs_closer_look(hierarchy, structure)
     missing = []
     if image is None:
         missing.append("--image INPUT (the segmented volume)")
     if not Path(model_path).is_file():
         missing.append(f"--model MODEL ({model_path} does not exist)")
-    if missing and args.closer == "always":
+    if missing and always:
         raise InputError(f"--closer always needs {' and '.join(missing)}")
+    if missing and not needed:
+        return structure
     if missing:
         print(
             f"note: the region under the seed at the finest level is {size}, too large to be one structure; "
@@ -326,7 +332,8 @@ def _closer_look(
             file=sys.stderr,
         )
         return structure
-    print(f"looking closer around the seed (the finest region under it is {size})", file=sys.stderr)
+    why = f"the finest region under it is {size}" if needed else "whether the region under it is one structure"
+    print(f"looking closer around the seed ({why})", file=sys.stderr)
     return structure_at_click(
         hierarchy,
         seed,
@@ -334,7 +341,7 @@ def _closer_look(
         load_model(model_path, device="cpu"),
         device=args.device,
         structure=structure,
-        look_closer=True,
+        look_closer=True if always else None,
         progress=_progress(args.progress),
     )
 
@@ -455,8 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--closer",
         choices=("auto", "always", "never"),
         default="auto",
-        help="condense boxes around the seed (needs the input and its encoder): auto (default: when the "
-        "finest region under the seed is too large to be one structure), always, never; with --level auto only",
+        help="condense boxes around the seed (needs the input and its encoder): auto (default: keep their "
+        "region where the finest region under the seed is too large to be one structure or holds several), "
+        "always, never; with --level auto only",
     )
     p.add_argument(
         "--image",

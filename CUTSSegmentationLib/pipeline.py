@@ -20,7 +20,7 @@ from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy, level_maps
 from .condense.persistence import persistent_level_indices, persistent_structures
 from .condense.structures import Structure, structure_at_seed
-from .condense.zoom import ZOOM_SIDES_MM, is_unresolved, structure_in_boxes
+from .condense.zoom import ZOOM_SIDES_MM, box_around, is_unresolved, splits_whole, structure_in_boxes
 from .core.device import is_accelerator, resolve_device
 from .core.errors import InputError
 from .core.imagedata import ImageData
@@ -273,11 +273,13 @@ def structure_at_click(
     """What one click on a hierarchy keeps: its structure, looked at closer where the hierarchy is too coarse.
 
     The structure under the seed in the hierarchy (`condense.structures.structure_at_seed`; with the image, the
-    member of the seed's chain whose boundary is an edge in the image); in a volume whose finest region under
-    the seed is too large to be one structure (`condense.zoom.is_unresolved`), and when the image and its
-    encoder are given, the structure the hierarchies of boxes around the seed agree on instead
-    (`condense.zoom.structure_in_boxes`, seconds per box on a CPU). With the image, either grows out to the
-    edge the image draws around it where that growth stops (`condense.edge_growth.grow_to_edge`).
+    member of the seed's chain whose boundary is an edge in the image). In a volume, when the image and its
+    encoder are given, the hierarchies of boxes around the seed are condensed too (`condense.zoom
+    .structure_in_boxes`, seconds per box on a CPU), and the structure they agree on is kept instead where the
+    finest region under the seed is too large to be one structure (`condense.zoom.is_unresolved`) or where it
+    is a part of the hierarchy's structure (`condense.zoom.splits_whole`: several small organs in one region).
+    With the image, either grows out to the edge the image draws around it where that growth stops
+    (`condense.edge_growth.grow_to_edge`).
 
     Parameters
     ----------
@@ -296,7 +298,8 @@ def structure_at_click(
     structure : Structure, optional
         `structure_at_seed(hierarchy.levels, seed_index_xyz, ...)` when the caller has it already.
     look_closer : bool, optional
-        True: condense boxes around the seed whatever the region's size; False: never; None: when needed.
+        True: keep the boxes' structure whatever the region's size; False: never look closer; None: look
+        closer in a volume with its image and encoder, and keep the boxes' structure where it is needed.
     progress, cancel
         Progress callback and cancel token of the closer look.
 
@@ -314,8 +317,10 @@ def structure_at_click(
     spacing = hierarchy.geometry.spacing
     if structure is None:
         structure = structure_at_seed(hierarchy.levels, seed_index_xyz, image=intensities, spacing_xyz=spacing)
+    compare = False
     if look_closer is None:
-        look_closer = image is not None and model is not None and needs_closer_look(hierarchy, structure)
+        look_closer = image is not None and model is not None and not hierarchy.is_2d
+        compare = look_closer and not needs_closer_look(hierarchy, structure)
     if not look_closer:
         return structure
     if hierarchy.is_2d:
@@ -339,6 +344,16 @@ def structure_at_click(
     )
     mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factor, hierarchy.shape).reshape(hierarchy.shape)
     mask, grown_mm = grow_to_edge(mask.astype(bool), intensities, spacing)
+    if compare:
+        box = box_around(
+            (z, y // factor, x // factor), zoomed.side_mm, working.geometry.spacing, working.array.shape[:3]
+        )
+        box = (
+            box[0],
+            *(slice(b.start * factor, min(b.stop * factor, n)) for b, n in zip(box[1:], hierarchy.shape[1:])),
+        )
+        if not splits_whole(structure.mask, mask, box):
+            return structure
     return Structure(
         mask=mask,
         level=zoomed.level,

@@ -87,9 +87,9 @@ def closer_look(
     device: str = "auto",
     progress: ProgressCallback = no_progress,
 ) -> Any:
-    """The engine's structure under a seed when it needs a closer look (`pipeline.structure_at_click`: boxes
-    around the seed, where the finest region under it is too large to be one structure); None when the
-    hierarchy's own structure stands."""
+    """The engine's structure under a seed where a closer look replaces the hierarchy's (`pipeline
+    .structure_at_click`: boxes around the seed, where the finest region under it is too large to be one
+    structure or holds several); None when the hierarchy's own structure stands."""
 
     image = volumes_to_image(sequence_volumes(list(volume_nodes)))  # the click reads its edges, the look its voxels
     structure = pipeline().structure_at_click(hierarchy, seed_xyz, image, model, device=device, progress=progress)

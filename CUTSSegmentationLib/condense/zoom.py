@@ -9,10 +9,13 @@ Boxes of several sides give several chains. The structure is the member the othe
 largest summed Dice with each other box's closest member): a member cut by one box's border, or merged with
 its surroundings at one box's scale, is not what the other boxes hold.
 
-`is_unresolved` says when to look closer: the finest region under the click is larger than `UNRESOLVED_ML` or
-covers more than `UNRESOLVED_FRACTION` of the scan (on the development volumes the thorax CT's soft tissue is
-8-11 litres and a sarcoma MR's finest region 29 % of its scan; every other finest region is at most 1.8 litres
-and 9.6 %; docs/benchmarks.md, "a closer look around the click").
+`is_unresolved` says when the whole-volume structure cannot stand: the finest region under the click is larger
+than `UNRESOLVED_ML` or covers more than `UNRESOLVED_FRACTION` of the scan (on the development volumes the thorax
+CT's soft tissue is 8-11 litres and a sarcoma MR's finest region 29 % of its scan; every other finest region is
+at most 1.8 litres and 9.6 %; docs/benchmarks.md, "a closer look around the click"). Below those sizes the
+whole-volume structure can still be several small organs in one region (a kidney with the gallbladder and the
+duodenum, where some 64 clusters cover a whole abdomen): `splits_whole` says when the closer look's structure
+is a part of it and replaces it.
 
 Boxes clipped to the same extent (a small scan inside every cube) are one box; with a single box, its
 hierarchy's own click rule (`structures.structure_at_seed`) chooses, as agreement needs two.
@@ -40,6 +43,10 @@ ZOOM_SIDES_MM: tuple[float, ...] = (100.0, 128.0, 160.0)
 UNRESOLVED_ML = 3000.0
 #: ... as does a finest region covering more than this fraction of the scan.
 UNRESOLVED_FRACTION = 0.2
+
+#: The closer look's structure replaces the whole-volume one where it holds less than this fraction of the
+#: whole-volume structure's voxels inside its box (docs/benchmarks.md, "a closer look around the click").
+SPLIT_FRACTION = 0.5
 
 Box = tuple[slice, slice, slice]
 #: The progress stage of a closer look.
@@ -91,6 +98,27 @@ def is_unresolved(
     """
     finest = finest_region(chain_sizes)
     return region_millilitres(finest, spacing_xyz) > limit_ml or finest > limit_fraction * total_voxels
+
+
+def splits_whole(whole: np.ndarray, closer: np.ndarray, box: Box, fraction: float = SPLIT_FRACTION) -> bool:
+    """Whether the closer look's structure `closer` is a part of the whole-volume structure `whole`: fewer
+    voxels than `fraction` of the whole-volume structure's voxels inside the closer look's `box`.
+
+    Counting only inside the box keeps a structure larger than every box (a lung, of which a box holds a part)
+    from looking split.
+
+    Examples
+    --------
+    >>> whole = np.zeros((1, 10, 10), dtype=bool); whole[0, :, :8] = True  # two organs in one region
+    >>> closer = np.zeros_like(whole); closer[0, 2:6, 2:5] = True  # the box's structure: one of them
+    >>> box = (slice(0, 1), slice(0, 10), slice(0, 10))
+    >>> splits_whole(whole, closer, box)
+    True
+    >>> splits_whole(whole, whole, box)
+    False
+    """
+    inside = int(np.count_nonzero(whole[box]))
+    return inside > 0 and int(np.count_nonzero(closer)) < fraction * inside
 
 
 def box_around(index_zyx: Sequence[int], side_mm: float, spacing_xyz: Sequence[float], shape: Sequence[int]) -> Box:
