@@ -8,7 +8,10 @@ structures no rule was read off. Every structure of at least `MIN_VOXELS` voxels
 run as `volumes3d.py`) beside the same seed-point baselines, in the same run.
 
     python benchmarks/volume_organs.py             # both volumes: a markdown table and the means
-    python benchmarks/volume_organs.py --json out.json
+    python benchmarks/volume_organs.py --json out.json --figure docs/figures/volume_organs.png
+
+"engine, whole volume" is the click without the closer look (`pipeline.structure_at_click(look_closer=False)`);
+the figure shows the axial slice through each click where the closer look changed what the click keeps.
 
 A click that no method can win (a lung lobe, whose fissure the scan does not resolve at 3 mm) stays in: the
 table says what the engine does on whatever a clinician may click.
@@ -32,6 +35,7 @@ sys.path.insert(0, str(HERE))
 import volume_baselines as baselines  # noqa: E402
 import volume_engine as engine  # noqa: E402
 from volume_cases import read_array, volumes_dir  # noqa: E402
+from volume_figures import draw_cases  # noqa: E402
 from volume_scoring import score  # noqa: E402
 
 #: Structures smaller than this (voxels of the reference) are left out: at 3 mm a 500-voxel structure is 13.5 ml.
@@ -44,6 +48,7 @@ BASELINES: tuple[str, ...] = (
     "SLIC 500 (supervoxel at seed)",
 )
 KMEANS_BEST = "k-means best k + component"
+WHOLE_VOLUME = "engine, whole volume"
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,13 @@ def score_structure(
     """The engine's headline click and every seed-point baseline at the structure's innermost voxel."""
     seed = engine.innermost_point(reference, spacing)
     row: dict[str, Any] = {"voxels": int(np.count_nonzero(reference)), "seed_xyz": [int(v) for v in seed]}
-    row["engine"] = score(engine.CLICKS[engine.headline_click()](run, seed, spacing), reference, spacing)
+    kept = engine.CLICKS[engine.headline_click()](run, seed, spacing)
+    whole = engine.CLICKS["engine (whole volume)"](run, seed, spacing)
+    row["engine"] = score(kept, reference, spacing)
+    row[WHOLE_VOLUME] = score(whole, reference, spacing)
+    if not np.array_equal(kept, whole):
+        z = int(seed[2])
+        row["panel"] = {"image": image[z], "reference": reference[z], "engine": kept[z], "baseline": whole[z]}
     for name, baseline in baselines.SEED_BASELINES.items():
         row[name] = score(baseline(image, spacing, seed), reference, spacing)
     kmeans = [n for n in baselines.FAMILIES[KMEANS_BEST] if n in row]
@@ -147,6 +158,13 @@ def evaluate(volume: MultiOrganVolume, root: Path) -> dict[int, dict[str, Any]]:
             continue
         rows[label] = {"structure": name, **score_structure(run, image, spacing, reference)}
         r = rows[label]
+        if "panel" in r:
+            seed = r["seed_xyz"]
+            r["panel"].update(
+                title=f"{volume.key[9:]}: {name}\n{r[WHOLE_VOLUME]['dice']:.2f} -> {r['engine']['dice']:.2f}",
+                seed_yx=(seed[1], seed[0]),
+                aspect=spacing[1] / spacing[0],
+            )
         print(
             f"{volume.key}: {name}: engine {r['engine']['dice']:.3f}, best baseline {r['best baseline']['dice']:.3f}"
             f" ({r['best baseline']['choice']})",
@@ -158,7 +176,7 @@ def evaluate(volume: MultiOrganVolume, root: Path) -> dict[int, dict[str, Any]]:
 
 def markdown(results: dict[str, dict[int, dict[str, Any]]]) -> str:
     """The per-structure table (Dice / HD95 mm) and the means over every structure."""
-    columns = ("engine", KMEANS_BEST, *BASELINES)
+    columns = ("engine", WHOLE_VOLUME, KMEANS_BEST, *BASELINES)
     lines = [
         "| volume: structure (voxels) | **engine** | " + " | ".join(columns[1:]) + " | best baseline |",
         "|---" * (len(columns) + 2) + "|",
@@ -188,10 +206,16 @@ def markdown(results: dict[str, dict[int, dict[str, Any]]]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="write every score here")
+    parser.add_argument("--figure", type=Path, help="write the slices where the closer look changed the click here")
     args = parser.parse_args(argv)
     root = volumes_dir()
     results = {volume.key: evaluate(volume, root) for volume in VOLUMES}
     print(markdown(results))
+    panels = [row.pop("panel") for rows in results.values() for row in rows.values() if "panel" in row]
+    if args.figure and panels:
+        legend = ("reference", "engine (click)", "whole-volume structure")
+        draw_cases(panels, args.figure, columns=max(3, min(5, len(panels))), legend=legend)
+        print(f"figure -> {args.figure}")
     if args.json:
         args.json.write_text(json.dumps({k: {str(i): r for i, r in v.items()} for k, v in results.items()}, indent=1))
     return 0
