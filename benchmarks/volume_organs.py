@@ -37,6 +37,7 @@ import volume_engine as engine  # noqa: E402
 from volume_cases import read_array, volumes_dir  # noqa: E402
 from volume_figures import draw_cases  # noqa: E402
 from volume_scoring import score  # noqa: E402
+from volumes3d import score_baselines  # noqa: E402
 
 #: Structures smaller than this (voxels of the reference) are left out: at 3 mm a 500-voxel structure is 13.5 ml.
 MIN_VOXELS = 500
@@ -123,7 +124,7 @@ VOLUMES: tuple[MultiOrganVolume, ...] = (
 def score_structure(
     run: engine.EngineRun, image: np.ndarray, spacing: Sequence[float], reference: np.ndarray
 ) -> dict[str, Any]:
-    """The engine's headline click and every seed-point baseline at the structure's innermost voxel."""
+    """The engine's headline click and every baseline of `volumes3d.py` at the structure's innermost voxel."""
     seed = engine.innermost_point(reference, spacing)
     row: dict[str, Any] = {"voxels": int(np.count_nonzero(reference)), "seed_xyz": [int(v) for v in seed]}
     kept = engine.CLICKS[engine.headline_click()](run, seed, spacing)
@@ -133,11 +134,7 @@ def score_structure(
     if not np.array_equal(kept, whole):
         z = int(seed[2])
         row["panel"] = {"image": image[z], "reference": reference[z], "engine": kept[z], "baseline": whole[z]}
-    for name, baseline in baselines.SEED_BASELINES.items():
-        row[name] = score(baseline(image, spacing, seed), reference, spacing)
-    kmeans = [n for n in baselines.FAMILIES[KMEANS_BEST] if n in row]
-    best_k = max(kmeans, key=lambda n: row[n]["dice"])
-    row[KMEANS_BEST] = {**row[best_k], "choice": best_k}
+    row.update(score_baselines(image, spacing, seed, reference)[0])
     best = max((*BASELINES, KMEANS_BEST), key=lambda n: row[n]["dice"])
     row["best baseline"] = {**row[best], "choice": best}
     return row
