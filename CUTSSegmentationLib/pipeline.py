@@ -20,14 +20,14 @@ from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy, level_maps
 from .condense.persistence import persistent_level_indices, persistent_structures
 from .condense.structures import Structure, structure_at_seed
-from .condense.zoom import ZOOM_SIDES_MM, box_around, is_unresolved, splits_whole, structure_in_boxes
+from .condense.zoom import ZOOM_SIDES_MM, is_unresolved, splits_whole, structure_in_boxes
 from .core.device import is_accelerator, resolve_device
 from .core.errors import InputError
 from .core.imagedata import ImageData
 from .core.job_plan import JobPlan, plan_segment, plan_train
 from .core.overall_progress import track_overall
 from .core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
-from .core.working_grid import block_mean, in_plane_factor, to_image_grid
+from .core.working_grid import Factors, block_mean, box_on_image_grid, factors_of, to_image_grid, working_factors
 from .io.memory import check_fits_in_memory
 from .io.validation import validate_image
 from .learn.embedding import compute_embeddings, embed_box
@@ -130,14 +130,16 @@ def segment(
     condensation: Optional[CondensationConfig] = None,
     train_epochs: Optional[int] = None,
     seed: int = 0,
+    working_grid: Optional[Sequence[int]] = None,
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
 ) -> Hierarchy:
     """Segment one 2D image or 3D volume into a CUTS hierarchy.
 
     Without a model, an encoder is first trained on the image itself (the paper trains per dataset; one
-    image is the smallest dataset). Volumes above 9 M voxels are worked on a coarser in-plane grid and mapped
-    back (`core.working_grid`); in volumes condensation clusters embeddings joined with intensities.
+    image is the smallest dataset). Volumes above 9 M voxels are worked on a grid of coarser blocks (in-plane, and
+    along z where the slices are thinner than those blocks) and mapped back (`core.working_grid`); in volumes
+    condensation clusters embeddings joined with intensities.
 
     Parameters
     ----------
@@ -154,6 +156,9 @@ def segment(
         Epochs of the self-training when no model is given.
     seed : int
         Seed of training and condensation.
+    working_grid : sequence of int, optional
+        (z, y, x) block sizes of the grid to train, embed and condense on (y = x); None: the image's own grid up
+        to 9 M voxels, the blocks of `core.working_grid.working_factors` above.
     progress, cancel
         Progress callback and cancel token, checked between and inside the stages.
 
@@ -184,6 +189,7 @@ def segment(
         condensation=condensation,
         train_epochs=train_epochs,
         seed=seed,
+        working_grid=working_grid,
         progress=progress,
         cancel=cancel,
     )[0]
@@ -197,6 +203,7 @@ def segment_with_encoder(
     condensation: Optional[CondensationConfig] = None,
     train_epochs: Optional[int] = None,
     seed: int = 0,
+    working_grid: Optional[Sequence[int]] = None,
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
 ) -> tuple[Hierarchy, TrainedModel]:
@@ -209,8 +216,8 @@ def segment_with_encoder(
     check_fits_in_memory(image.array.shape[:3], image.channels)
     timings: dict[str, float] = {}
     torch_device = resolve_device(device)
-    factor = in_plane_factor(image)
-    working = block_mean(image, factor)
+    factors = working_factors(image) if working_grid is None else factors_of(working_grid)
+    working = block_mean(image, factors)
     progress = track_overall(progress, _segment_plan(image, working, model, train_epochs, torch_device))
     if model is None:
         t0 = time.perf_counter()
@@ -237,7 +244,7 @@ def segment_with_encoder(
     )
     result = condense(features, config, device=torch_device, progress=progress, cancel=cancel)
     del embeddings, features
-    result.atom_labels = to_image_grid(result.atom_labels, factor, image.array.shape[:3])
+    result.atom_labels = to_image_grid(result.atom_labels, factors, image.array.shape[:3])
     timings["condense_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -248,7 +255,7 @@ def segment_with_encoder(
         "model": _card_summary(model),
         "condensation": result.config,
         "condensation_timings": result.timings,
-        "working_grid_in_plane_factor": factor,
+        "working_grid_factors": list(factors),
     }
     hierarchy = build_hierarchy(result, image, info=info)
     timings["levels_s"] = time.perf_counter() - t0
@@ -327,14 +334,14 @@ def structure_at_click(
         raise InputError("looking closer around a seed needs a volume; this hierarchy is of a 2D image")
     if image is None or model is None:
         raise InputError("looking closer around a seed needs the segmented image and the encoder that embedded it")
-    factor = int(hierarchy.info.get("working_grid_in_plane_factor") or in_plane_factor(image))
-    working = block_mean(image, factor)
+    factors = working_grid_of(hierarchy, image)
+    working = block_mean(image, factors)
     check_compatible(model, working)
-    z, y, x = seed_to_index(seed_index_xyz, hierarchy.shape)
+    at = tuple(i // f for i, f in zip(seed_to_index(seed_index_xyz, hierarchy.shape), factors))
     torch_device = resolve_device(device)
     zoomed = structure_in_boxes(
         working,
-        (z, y // factor, x // factor),
+        at,
         lambda box: embed_box(model, working, box, device=torch_device),
         sides_mm,
         CondensationConfig(seed=int((hierarchy.info.get("condensation") or {}).get("seed", 0))),
@@ -342,18 +349,12 @@ def structure_at_click(
         progress=progress,
         cancel=cancel,
     )
-    mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factor, hierarchy.shape).reshape(hierarchy.shape)
+    mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factors, hierarchy.shape).reshape(hierarchy.shape)
     mask, grown_mm = grow_to_edge(mask.astype(bool), intensities, spacing)
-    if compare:
-        box = box_around(
-            (z, y // factor, x // factor), zoomed.side_mm, working.geometry.spacing, working.array.shape[:3]
-        )
-        box = (
-            box[0],
-            *(slice(b.start * factor, min(b.stop * factor, n)) for b, n in zip(box[1:], hierarchy.shape[1:])),
-        )
-        if not splits_whole(structure.mask, mask, box):
-            return structure
+    if compare and not splits_whole(
+        structure.mask, mask, box_on_image_grid(zoomed.box, factors, hierarchy.shape), intensities
+    ):
+        return structure
     return Structure(
         mask=mask,
         level=zoomed.level,
@@ -371,6 +372,13 @@ def image_voxels(hierarchy: Hierarchy, image: ImageData, name: str = "the image"
     if tuple(image.spatial_shape) != tuple(hierarchy.shape):
         raise InputError(f"{name}: its grid {image.spatial_shape} is not the hierarchy's {tuple(hierarchy.shape)}")
     return image.array.reshape(*hierarchy.shape, image.channels)
+
+
+def working_grid_of(hierarchy: Hierarchy, image: ImageData) -> Factors:
+    """The (z, y, x) blocks of the grid `hierarchy` was condensed on (`core.working_grid`), as its info records
+    them (an in-plane size alone in hierarchies saved before z blocks), or as `segment` would choose them."""
+    recorded = hierarchy.info.get("working_grid_factors") or hierarchy.info.get("working_grid_in_plane_factor")
+    return factors_of(recorded) if recorded else working_factors(image)
 
 
 def needs_closer_look(hierarchy: Hierarchy, structure: Structure) -> bool:

@@ -56,7 +56,7 @@ from CUTSSegmentationLib.condense.boundary import shell_around  # noqa: E402
 from CUTSSegmentationLib.condense.condensation import CondensationConfig, condense  # noqa: E402
 from CUTSSegmentationLib.condense.features import condensation_features  # noqa: E402
 from CUTSSegmentationLib.core.imagedata import ImageData  # noqa: E402
-from CUTSSegmentationLib.core.working_grid import block_mean, in_plane_factor, to_image_grid  # noqa: E402
+from CUTSSegmentationLib.core.working_grid import NO_BLOCKS, Factors, block_mean, to_image_grid, working_factors  # noqa: E402
 from CUTSSegmentationLib.io.sequences import read_sequences  # noqa: E402
 from CUTSSegmentationLib.learn.embedding import compute_embeddings  # noqa: E402
 from CUTSSegmentationLib.learn.modelfile import load_model, save_model  # noqa: E402
@@ -91,7 +91,7 @@ class _Volume:
     """One volume of the probed cases: the image, its working grid, and each case's reference and click."""
 
     image: ImageData
-    factor: int
+    factors: Factors
     working: ImageData
     truths: dict[str, np.ndarray]
     clicks: dict[str, tuple[int, ...]]
@@ -103,10 +103,10 @@ def _volumes(cases: list[Case]):
     for key in dict.fromkeys(c.volume_key for c in cases):
         group = [c for c in cases if c.volume_key == key]
         image = read_sequences(group[0].paths(root))
-        factor = in_plane_factor(image)
+        factors = working_factors(image)
         truths = {c.name: load_reference(c, root) for c in group}
         clicks = {c.name: innermost_point(truths[c.name], image.geometry.spacing) for c in group}
-        yield group, _Volume(image, factor, block_mean(image, factor), truths, clicks)
+        yield group, _Volume(image, factors, block_mean(image, factors), truths, clicks)
 
 
 def _levels(embeddings: np.ndarray, volume: _Volume, config: CondensationConfig) -> np.ndarray:
@@ -121,10 +121,10 @@ def _levels(embeddings: np.ndarray, volume: _Volume, config: CondensationConfig)
         position_weight=resolved.position_weight,
     )
     levels = build_hierarchy(condense(features, resolved), volume.working, with_persistent=False).levels
-    if volume.factor == 1:
+    if volume.factors == NO_BLOCKS:
         return levels
     shape = volume.image.array.shape[:3]
-    return np.stack([to_image_grid(lv.reshape(-1), volume.factor, shape).reshape(shape) for lv in levels])
+    return np.stack([to_image_grid(lv.reshape(-1), volume.factors, shape).reshape(shape) for lv in levels])
 
 
 def _click_and_best(levels: np.ndarray, seed_xyz: Sequence[int], truth: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -271,15 +271,15 @@ def probe_zoom(cases: list[Case], boxes_mm: Sequence[float]) -> None:
     root = volumes_dir()
     for case in cases:
         image = read_sequences(case.paths(root))
-        factor = in_plane_factor(image)
-        working = block_mean(image, factor)
+        fz, fy, fx = working_factors(image)
+        working = block_mean(image, (fz, fy, fx))
         embeddings = compute_embeddings(_encoder(case, working, 0), working, device="cpu", dtype=np.float16)
         grid = working.array.shape[:3]
         embeddings = embeddings.reshape(*grid, -1)
         reference = load_reference(case, root)
-        truth = reference[:, ::factor, ::factor]  # scored on the working grid
+        truth = reference[::fz, ::fy, ::fx]  # scored on the working grid
         x, y, z = innermost_point(reference, image.geometry.spacing)
-        at = (z, y // factor, x // factor)
+        at = (z // fz, y // fy, x // fx)
         for side in boxes_mm:
             t0 = time.perf_counter()
             box = zoom.box_around(at, side, working.geometry.spacing, grid)

@@ -32,6 +32,7 @@ from ..core.errors import InputError
 from ..core.imagedata import ImageData, voxel_size_zyx
 from ..core.progress import CancelToken, ProgressCallback, check_cancel, no_progress
 from ..evaluate.metrics import dice
+from .boundary import boundary_contrast
 from .condensation import CondensationConfig, condense
 from .features import condensation_features
 from .hierarchy import level_maps
@@ -47,6 +48,9 @@ UNRESOLVED_FRACTION = 0.2
 #: The closer look's structure replaces the whole-volume one where it holds less than this fraction of the
 #: whole-volume structure's voxels inside its box (docs/benchmarks.md, "a closer look around the click").
 SPLIT_FRACTION = 0.5
+#: ... and, where the whole-volume structure is larger than the box, at least this fraction of its boundary
+#: contrast: a part with less is a piece of one homogeneous structure, cut where the image draws no edge.
+EDGE_FRACTION = 0.25
 
 Box = tuple[slice, slice, slice]
 #: The progress stage of a closer look.
@@ -100,12 +104,37 @@ def is_unresolved(
     return region_millilitres(finest, spacing_xyz) > limit_ml or finest > limit_fraction * total_voxels
 
 
-def splits_whole(whole: np.ndarray, closer: np.ndarray, box: Box, fraction: float = SPLIT_FRACTION) -> bool:
+def splits_whole(
+    whole: np.ndarray,
+    closer: np.ndarray,
+    box: Box,
+    image: Optional[np.ndarray] = None,
+    fraction: float = SPLIT_FRACTION,
+    edge_fraction: float = EDGE_FRACTION,
+) -> bool:
     """Whether the closer look's structure `closer` is a part of the whole-volume structure `whole`: fewer
-    voxels than `fraction` of the whole-volume structure's voxels inside the closer look's `box`.
+    voxels than `fraction` of the whole-volume structure's voxels inside the closer look's `box`; where the
+    whole-volume structure holds more voxels than the box, also an edge of the part's own in `image`.
 
     Counting only inside the box keeps a structure larger than every box (a lung, of which a box holds a part)
-    from looking split.
+    from looking split by a box-sized part of it. A box can also carve a structure larger than itself into
+    pieces where the image has no edge (a lung's parenchyma cut by the voxels' positions at the box's finest
+    level): there the part must have at least `edge_fraction` of the whole-volume structure's boundary
+    contrast (`boundary.boundary_contrast`). Smaller whole-volume regions are judged by voxels alone: a small
+    organ in a shared region may be held with a weak edge (a gallbladder's part, 0.16 of its region's
+    contrast) and still be the better answer (docs/benchmarks.md, "a closer look around the click").
+
+    Parameters
+    ----------
+    whole, closer : np.ndarray
+        Bool masks on the image's grid.
+    box : tuple of slice
+        The box whose hierarchy holds `closer`, on the same grid.
+    image : np.ndarray, optional
+        Intensities on the grid (``whole.shape`` or ``whole.shape + (C,)``); without them a whole-volume
+        structure larger than the box is never judged split.
+    fraction, edge_fraction : float
+        The thresholds above.
 
     Examples
     --------
@@ -116,9 +145,23 @@ def splits_whole(whole: np.ndarray, closer: np.ndarray, box: Box, fraction: floa
     True
     >>> splits_whole(whole, whole, box)
     False
+
+    A 60-voxel box inside an 80-voxel region: the part needs an edge of its own.
+
+    >>> image = np.where(whole, 10.0, 0.0) + np.indices(whole.shape)[2] % 2  # one organ, a little texture
+    >>> small_box = (slice(0, 1), slice(0, 10), slice(0, 6))
+    >>> splits_whole(whole, closer, small_box, image)
+    False
+    >>> image[closer] += 20.0  # a brighter organ: an edge of its own
+    >>> splits_whole(whole, closer, small_box, image)
+    True
     """
     inside = int(np.count_nonzero(whole[box]))
-    return inside > 0 and int(np.count_nonzero(closer)) < fraction * inside
+    if inside == 0 or int(np.count_nonzero(closer)) >= fraction * inside:
+        return False
+    if int(np.count_nonzero(whole)) <= int(np.prod([b.stop - b.start for b in box])):
+        return True
+    return image is not None and boundary_contrast(closer, image) >= edge_fraction * boundary_contrast(whole, image)
 
 
 def box_around(index_zyx: Sequence[int], side_mm: float, spacing_xyz: Sequence[float], shape: Sequence[int]) -> Box:
@@ -151,12 +194,15 @@ class ZoomedStructure:
         Its level in that box's hierarchy.
     agreement : float
         Mean Dice with the closest member of every other box's chain (1: all boxes hold the same region).
+    box : tuple of slice
+        That box on the grid (`box_around` of the click and `side_mm`).
     """
 
     mask: np.ndarray
     side_mm: float
     level: int
     agreement: float
+    box: Box
 
 
 def box_hierarchy_levels(
@@ -225,6 +271,7 @@ def structure_in_boxes(
         box = box_around(at, side, image.geometry.spacing, shape)
         boxes.setdefault(tuple(v for b in box for v in (b.start, b.stop)), (box, side))
     members: list[tuple[float, int, np.ndarray]] = []  # (side, level, mask in the outer box)
+    box_of_side = {side: box for box, side in boxes.values()}
     for done, (box, side) in enumerate(boxes.values()):
         check_cancel(cancel)
         progress(STAGE, (done + 0.5) / (len(boxes) + 0.5), f"condensing the {side:g} mm box")
@@ -237,7 +284,9 @@ def structure_in_boxes(
             progress(STAGE, 1.0, "one box holds the whole scan around the seed: its own click rule chose")
             mask = np.zeros(outer_shape, dtype=bool)
             mask[inner] = kept.mask
-            return ZoomedStructure(mask=_in_grid(mask, outer, shape), side_mm=side, level=kept.level, agreement=1.0)
+            return ZoomedStructure(
+                mask=_in_grid(mask, outer, shape), side_mm=side, level=kept.level, agreement=1.0, box=box
+            )
         chain = seed_chain(levels, local)
         for k in range(len(levels)):
             if (k and chain.sizes[k] == chain.sizes[k - 1]) or chain.sizes[k] < MIN_STRUCTURE_VOXELS:
@@ -256,7 +305,9 @@ def structure_in_boxes(
     progress(STAGE, 1.0, f"{len(members)} regions of {len(kept_sides)} boxes compared")
     best = int(np.argmax(agreement))
     side, level, mask = members[best]
-    return ZoomedStructure(mask=_in_grid(mask, outer, shape), side_mm=side, level=level, agreement=agreement[best])
+    return ZoomedStructure(
+        mask=_in_grid(mask, outer, shape), side_mm=side, level=level, agreement=agreement[best], box=box_of_side[side]
+    )
 
 
 def _in_grid(mask: np.ndarray, box: Box, shape: Sequence[int]) -> np.ndarray:

@@ -11,13 +11,19 @@ import pytest
 from scipy import ndimage as ndi
 
 from CUTSSegmentationLib.condense.binarize import innermost_point
-from CUTSSegmentationLib.condense.zoom import ZOOM_SIDES_MM, box_around, is_unresolved, structure_in_boxes
-from CUTSSegmentationLib.core.working_grid import block_mean, in_plane_factor
+from CUTSSegmentationLib.condense.zoom import (
+    ZOOM_SIDES_MM,
+    box_around,
+    is_unresolved,
+    splits_whole,
+    structure_in_boxes,
+)
+from CUTSSegmentationLib.core.working_grid import block_mean, working_factors
 from CUTSSegmentationLib.io.reading import read_image
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from volume_cases import volumes_dir  # noqa: E402
+from volume_cases import read_array, volumes_dir  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
 sys.path.remove(str(REPO / "benchmarks"))
@@ -41,12 +47,12 @@ def thorax_ct():
     if not path.is_file():
         pytest.fail(f"3D volumes not found at {root} (set CUTS_VOLUMES_DIR)")
     image = read_image(path)
-    factor = in_plane_factor(image)
-    working = block_mean(image, factor)
+    fz, fy, fx = working_factors(image)
+    working = block_mean(image, (fz, fy, fx))
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "lung" / "LUNG1-001_label.nii.gz")))
     tumour = labels == 4
     x, y, z = innermost_point(tumour, image.geometry.spacing)
-    return working, tumour[:, ::factor, ::factor], (z, y // factor, x // factor)
+    return working, tumour[::fz, ::fy, ::fx], (z // fz, y // fy, x // fx)
 
 
 @pytest.mark.slow
@@ -101,3 +107,35 @@ def test_a_closer_look_reports_each_box_and_stops_when_cancelled() -> None:
     with pytest.raises(CancelledError):
         structure_in_boxes(image, (10, 30, 30), embed, (40.0, 60.0), progress=cancel_during_first_box, cancel=token)
     assert "condensing the 40 mm box" in seen and "condensing the 60 mm box" not in seen
+
+
+def test_a_part_of_a_structure_larger_than_the_box_splits_it_only_with_an_edge_of_its_own() -> None:
+    """`splits_whole` on real CTs with reference masks as the structures. Thorax CT: a few slices of the right
+    lung in a 100 mm box (a piece of parenchyma, contrast 0.15 against the lung's 6.3) do not split the lung,
+    larger than the box; the tumour does split a region holding it and the left lung (its own edge, 3.6).
+    TotalSegmentator's example CT: the gallbladder splits a region of the organs around it that fits the box,
+    by voxels alone."""
+    root = volumes_dir()
+    if not (root / "lung").is_dir():
+        pytest.fail(f"3D volumes not found at {root} (set CUTS_VOLUMES_DIR)")
+    ct, spacing = read_array(root / "lung" / "LUNG1-001_ct.nii.gz")
+    labels = read_array(root / "lung" / "LUNG1-001_label.nii.gz")[0]
+    lung, tumour = labels == 2, labels == 4
+    x, y, z = innermost_point(lung, spacing)
+    box = box_around((z, y, x), 100.0, spacing, lung.shape)
+    piece = np.zeros_like(lung)
+    piece[box] = lung[box]
+    piece[box[0].start + 4 :] = False  # a few slices of it: a small part of what the box holds
+    assert 0 < piece.sum() < 0.5 * lung[box].sum()
+    assert not splits_whole(lung, piece, box, ct)
+    assert not splits_whole(lung, piece, box)  # larger than the box, no image to show an edge: never split
+    x, y, z = innermost_point(tumour, spacing)
+    box = box_around((z, y, x), 100.0, spacing, lung.shape)
+    assert splits_whole((labels == 1) | tumour, tumour, box, ct)
+    labels, spacing = read_array(root / "totalseg" / "example_seg.nii.gz")
+    region = np.isin(labels, [2, 4, 6, 7, 19, 52])  # kidney, gallbladder, stomach, pancreas, duodenum, aorta
+    gallbladder = labels == 4
+    x, y, z = innermost_point(gallbladder, spacing)
+    box = box_around((z, y, x), 128.0, spacing, labels.shape)
+    assert splits_whole(region, gallbladder, box)
+    assert not splits_whole(region, region, box)
