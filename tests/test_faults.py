@@ -281,7 +281,7 @@ def test_hierarchy_zip_bomb_is_refused_without_decompressing(tmp_path: Path) -> 
     payload = np.lib.format.magic(1, 0) + len(text).to_bytes(2, "little") + text + b"\0" * 64
     with zipfile.ZipFile(good) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
         for name in source.namelist():
-            target.writestr(name, payload if name == "levels.npy" else source.read(name))
+            target.writestr(name, payload if name == "atom_map.npy" else source.read(name))
     with pytest.raises(InputError, match="claims more data"):
         Hierarchy.load(bomb)
 

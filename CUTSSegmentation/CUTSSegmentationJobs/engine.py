@@ -12,7 +12,8 @@ from types import ModuleType, SimpleNamespace
 from typing import Any, Callable
 
 from CUTSSegmentationLib.condense.binarize import binarize_at_seed, seed_to_index
-from CUTSSegmentationLib.condense.hierarchy import HIERARCHY_FORMAT, Hierarchy, parse_level
+from CUTSSegmentationLib.condense.hierarchy import HIERARCHY_FORMAT, READABLE_FORMATS, Hierarchy, parse_level
+from CUTSSegmentationLib.condense.level_stack import Levels, LevelStack
 from CUTSSegmentationLib.core.errors import (
     CancelledError,
     CUTSError,
@@ -61,6 +62,7 @@ __all__ = [
     "MAX_SEQUENCES",
     "HIERARCHY_FORMAT",
     "PROGRESS_LINE_PREFIX",
+    "READABLE_FORMATS",
     "CUTSError",
     "CancelToken",
     "CancelledError",
@@ -70,6 +72,8 @@ __all__ = [
     "Hierarchy",
     "ImageData",
     "InputError",
+    "LevelStack",
+    "Levels",
     "ModelFileError",
     "ProgressCallback",
     "ProgressLine",

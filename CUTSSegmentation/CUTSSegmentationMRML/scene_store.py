@@ -30,9 +30,12 @@ import slicer
 import vtk
 from CUTSSegmentationJobs.engine import (
     HIERARCHY_FORMAT,
+    READABLE_FORMATS,
     Geometry,
     Hierarchy,
     InputError,
+    Levels,
+    LevelStack,
     smallest_uint,
 )
 
@@ -124,7 +127,7 @@ def store_hierarchy_in_scene(
     atom_map = _as_unsigned(hierarchy.atom_map, "atom_map")
     merge_tree = _as_unsigned(np.atleast_2d(hierarchy.merge_tree), "merge_tree")
     try:
-        levels_rebuildable = all(
+        levels_rebuildable = isinstance(hierarchy.levels, LevelStack) or all(
             np.array_equal(hierarchy.step_map(int(step)), hierarchy.levels[i])
             for i, step in enumerate(hierarchy.level_steps)
         )
@@ -191,7 +194,7 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
     """Rebuild the Hierarchy held by a node made by `store_hierarchy_in_scene` (also after a scene reload)."""
     if hierarchy_node is None or hierarchy_node.GetAttribute(ROLE) != ROLE_HIERARCHY:
         raise InputError("the selected node is not a CUTS hierarchy")
-    if hierarchy_node.GetAttribute("CUTS.Format") != HIERARCHY_FORMAT:
+    if hierarchy_node.GetAttribute("CUTS.Format") not in READABLE_FORMATS:
         raise InputError(f"unsupported CUTS hierarchy format {hierarchy_node.GetAttribute('CUTS.Format')!r}")
     table = hierarchy_node.GetTable()
 
@@ -215,15 +218,12 @@ def load_hierarchy_from_scene(hierarchy_node: Any) -> Hierarchy:
 
     levels_dtype = np.dtype(dtypes.get("levels", "uint16"))
     levels_node = hierarchy_node.GetNodeReference(_REF["levels"])
+    levels: Levels
     if levels_node is not None:
         levels = _read_labelmap(levels_node, "levels").reshape((len(level_steps),) + shape)
-    else:
-        # One gather per level through a per-step lookup table, on the compact stored atom map.
-        levels = np.empty((len(level_steps),) + shape, dtype=levels_dtype)
-        for i, step in enumerate(level_steps):
-            lut = (merge_tree[int(step)].astype(np.int64) + 1).astype(levels_dtype)
-            np.take(lut, stored_atoms, out=levels[i])
-    levels = levels.astype(levels_dtype, copy=False)
+        levels = levels.astype(levels_dtype, copy=False)
+    else:  # the merge tree's levels: read from the atom map when shown, never stored L times over
+        levels = LevelStack.from_merge_tree(atom_map, merge_tree, level_steps, dtype=levels_dtype)
 
     persistent = None
     persistent_node = hierarchy_node.GetNodeReference(_REF["persistent"])

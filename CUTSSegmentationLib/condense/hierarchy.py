@@ -19,8 +19,12 @@ from ..core.label_dtypes import smallest_uint
 from ..io.memory import available_memory_bytes
 from ..io.staging import atomic_write
 from ..io.validation import check_geometry
+from .level_stack import Levels, LevelStack
 
-HIERARCHY_FORMAT = "cuts-hierarchy/1"
+HIERARCHY_FORMAT = "cuts-hierarchy/2"
+#: Formats `Hierarchy.load` reads: /1 files store every level; /2 files store them only where they are not
+#: the merge tree's (`LevelStack` rebuilds those).
+READABLE_FORMATS = ("cuts-hierarchy/1", HIERARCHY_FORMAT)
 #: The level name of the persistent-structures map.
 PERSISTENT = "persistent"
 #: The level name of "the structure's own level", chosen per click (`condense.structures.structure_at_seed`).
@@ -68,31 +72,34 @@ def parse_level(value: Union[None, int, str], name: str = "level") -> LevelSpec:
 
 def level_maps(
     atom_labels: np.ndarray, merge_tree: np.ndarray, level_events: Sequence[int], shape: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, LevelStack]:
     """(atom map, levels): the atoms as a label map of `shape`, and each kept level's labels (finest first).
 
-    Level labels are cluster id + 1, so 0 stays free for "no label"; both arrays take the smallest unsigned type.
+    Level labels are cluster id + 1, so 0 stays free for "no label"; both take the smallest unsigned type. The
+    levels are a `LevelStack`: read from the atom map when asked, never stored L times over.
 
     Examples
     --------
     >>> tree = np.array([[0, 1, 2], [0, 0, 1]])  # step 0: three clusters; step 1: atoms 0 and 1 merged
     >>> atoms, levels = level_maps(np.array([0, 1, 2, 2]), tree, [0, 1], (2, 2))
-    >>> levels.tolist()
+    >>> np.asarray(levels).tolist()
     [[[1, 2], [3, 3]], [[1, 1], [2, 2]]]
     """
     shape = tuple(int(s) for s in shape)
-    dtype = smallest_uint(int(merge_tree.max()) + 1)
     atom_map = atom_labels.astype(smallest_uint(int(atom_labels.max()))).reshape(shape)
-    levels = np.empty((len(level_events),) + shape, dtype=dtype)
-    for i, event in enumerate(level_events):
-        lookup = (merge_tree[event].astype(np.int64) + 1).astype(dtype)
-        levels[i] = lookup[atom_map]
-    return atom_map, levels
+    return atom_map, LevelStack.from_merge_tree(atom_map, merge_tree, level_events)
 
 
 @dataclass
 class Hierarchy:
-    levels: np.ndarray
+    """Kept levels (finest first), their cluster counts and steps, the atoms and merge tree, the persistent map.
+
+    `levels` is a `LevelStack` when the levels are the merge tree's (what `segment` returns and `load` reads
+    back): each level is computed when read. Label maps given as an array (a peer method's one map) are kept
+    as they are.
+    """
+
+    levels: Levels
     n_clusters: np.ndarray
     level_steps: np.ndarray
     atom_map: np.ndarray
@@ -103,7 +110,8 @@ class Hierarchy:
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.levels = np.asarray(self.levels)
+        if not isinstance(self.levels, LevelStack):
+            self.levels = np.asarray(self.levels)
         self.n_clusters = np.asarray(self.n_clusters, dtype=np.int64)
         self.level_steps = np.asarray(self.level_steps, dtype=np.int64)
         if self.levels.ndim < 3:
@@ -122,7 +130,7 @@ class Hierarchy:
         return int(self.levels.shape[0])
 
     def level(self, index: int) -> np.ndarray:
-        """Label map of kept level `index` (0 = finest). Negative indices count from the coarsest."""
+        """Label map of kept level `index` (0 = finest; negative counts from the coarsest), computed when read."""
         return self.levels[index]
 
     def label_map(self, level: Union[None, int, str] = PERSISTENT, name: str = "level") -> np.ndarray:
@@ -138,7 +146,7 @@ class Hierarchy:
         Returns
         -------
         numpy.ndarray
-            The stored label map (not a copy).
+            The label map (the stored array where the map is stored, else computed from the atom map).
 
         Raises
         ------
@@ -176,10 +184,12 @@ class Hierarchy:
 
     # ------------------------------------------------------------------ files
     def save(self, path: Union[str, Path]) -> Path:
-        """Write a compressed .npz atomically (temp file + rename): no half-written file is ever left."""
+        """Write a compressed .npz atomically (temp file + rename): no half-written file is ever left.
+
+        Levels that are the merge tree's (a `LevelStack`) are not written: `load` rebuilds them from the atoms.
+        """
         path = Path(path)
         arrays: dict[str, np.ndarray] = {
-            "levels": self.levels,
             "n_clusters": self.n_clusters,
             "level_steps": self.level_steps,
             "atom_map": self.atom_map,
@@ -190,6 +200,8 @@ class Hierarchy:
             "is_2d": np.asarray(self.is_2d),
             "info": np.asarray(json.dumps({"format": HIERARCHY_FORMAT, **self.info}, default=str)),
         }
+        if not isinstance(self.levels, LevelStack):
+            arrays["levels"] = self.levels
         if self.persistent is not None:
             arrays["persistent"] = self.persistent
 
@@ -214,7 +226,7 @@ class Hierarchy:
             _check_npz_sizes(path)
             with np.load(path, allow_pickle=False) as data:
                 info = json.loads(str(data["info"])) if "info" in data else {}
-                if not isinstance(info, dict) or info.get("format") != HIERARCHY_FORMAT:
+                if not isinstance(info, dict) or info.get("format") not in READABLE_FORMATS:
                     raise InputError(f"{path} is not a CUTS hierarchy file")
                 info.pop("format", None)
                 geometry = Geometry(
@@ -228,12 +240,16 @@ class Hierarchy:
                 )
                 if any(data[key].dtype.kind not in "iu" for key in integer_keys):
                     raise InputError(f"{path}: corrupt hierarchy file (label maps and counts must hold integers)")
+                atom_map, merge_tree, level_steps = data["atom_map"], data["merge_tree"], data["level_steps"]
+                _check_atoms(atom_map, merge_tree, level_steps, path)
                 hierarchy = Hierarchy(
-                    levels=data["levels"],
+                    levels=data["levels"]
+                    if "levels" in data
+                    else LevelStack.from_merge_tree(atom_map, merge_tree, level_steps),
                     n_clusters=data["n_clusters"],
-                    level_steps=data["level_steps"],
-                    atom_map=data["atom_map"],
-                    merge_tree=data["merge_tree"],
+                    level_steps=level_steps,
+                    atom_map=atom_map,
+                    merge_tree=merge_tree,
                     persistent=data["persistent"] if "persistent" in data else None,
                     geometry=geometry,
                     is_2d=bool(data["is_2d"]),
@@ -289,9 +305,17 @@ def _check_npz_sizes(path: Path) -> None:
         )
 
 
+def _check_atoms(atoms: np.ndarray, tree: np.ndarray, steps: np.ndarray, path: Path) -> None:
+    """The index ranges that `step_map` and a `LevelStack` rely on: atoms and steps inside the merge tree."""
+    if tree.ndim != 2 or (atoms.size and (int(atoms.min()) < 0 or int(atoms.max()) >= tree.shape[1])):
+        raise InputError(f"{path}: corrupt hierarchy file (the atom map does not index the merge tree)")
+    if steps.ndim != 1 or (steps.size and (int(steps.min()) < 0 or int(steps.max()) >= tree.shape[0])):
+        raise InputError(f"{path}: corrupt hierarchy file (a level's step is not in the merge tree)")
+
+
 def _check_consistent(hierarchy: Hierarchy, path: Path) -> None:
-    """Shapes, dtypes and index ranges that label maps, masks and `step_map` rely on."""
-    levels, tree, atoms = hierarchy.levels, hierarchy.merge_tree, hierarchy.atom_map
+    """Shapes that label maps and masks rely on."""
+    levels = hierarchy.levels
     spatial = levels.ndim - 1
     if hierarchy.is_2d and not (spatial == 2 or (spatial == 3 and levels.shape[1] == 1)):
         raise InputError(f"{path}: corrupt hierarchy file (marked 2D but its maps are {levels.shape[1:]})")
@@ -301,8 +325,3 @@ def _check_consistent(hierarchy: Hierarchy, path: Path) -> None:
         raise InputError(f"{path}: corrupt hierarchy file (no label maps)")
     if hierarchy.persistent is not None and hierarchy.persistent.shape != hierarchy.shape:
         raise InputError(f"{path}: corrupt hierarchy file (the persistent map's shape differs from the levels')")
-    if tree.ndim != 2 or (atoms.size and (int(atoms.min()) < 0 or int(atoms.max()) >= tree.shape[1])):
-        raise InputError(f"{path}: corrupt hierarchy file (the atom map does not index the merge tree)")
-    steps = hierarchy.level_steps
-    if steps.size and (int(steps.min()) < 0 or int(steps.max()) >= tree.shape[0]):
-        raise InputError(f"{path}: corrupt hierarchy file (a level's step is not in the merge tree)")

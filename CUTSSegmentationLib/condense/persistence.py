@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.label_dtypes import smallest_uint
+from .level_stack import Levels, as_levels
 
 #: Levels with more clusters than this do not enter the persistent map (see the module docstring).
 PERSISTENT_MAX_CLUSTERS = 24
@@ -18,7 +19,7 @@ _DENSE_MAX_ID = 1 << 22
 
 
 def persistent_structures(
-    levels: np.ndarray,
+    levels: Levels,
     min_area_fraction: float = 0.01,
     min_persistence: int = 2,
     skip_coarsest: bool = False,
@@ -30,7 +31,7 @@ def persistent_structures(
     persistence, then one lookup pass per level for the painting (each pixel takes the kept id with the
     latest paint rank among the ids whose best-level region covers it, which equals painting them in order).
     """
-    levels = np.asarray(levels)
+    levels = as_levels(levels)
     if levels.ndim < 2:
         raise InputError(f"levels must be (L, *image shape), got shape {levels.shape}")
     if levels.dtype != bool and not np.issubdtype(levels.dtype, np.integer):
@@ -47,7 +48,7 @@ def persistent_structures(
 
     top = int(used.max())
     if top >= _DENSE_MAX_ID:  # sparse huge ids: renumber to 0..K-1 (0 stays 0 when present)
-        id_values, dense = np.unique(used, return_inverse=True)
+        id_values, dense = np.unique(np.asarray(used), return_inverse=True)
         dense = dense.reshape(used.shape)
         if id_values[0] != 0:
             id_values = np.concatenate([[0], id_values])

@@ -27,6 +27,7 @@ from ..core.errors import InputError
 from .binarize import seed_to_index
 from .boundary import CONTRAST_MARGIN, SHELL_VOXELS, boundary_contrast, padded_box
 from .edge_growth import grow_to_edge
+from .level_stack import Levels, as_levels
 
 #: A chain member smaller than this many voxels is never chosen as the structure (single-voxel specks).
 MIN_STRUCTURE_VOXELS = 8
@@ -119,13 +120,13 @@ def component_at(labels: np.ndarray, index: Sequence[int], connectivity: int = 1
     return flood(np.asarray(labels), tuple(int(i) for i in index), connectivity=connectivity)
 
 
-def seed_chain(levels: np.ndarray, index: Sequence[int], connectivity: int = 1) -> SeedChain:
+def seed_chain(levels: Levels, index: Sequence[int], connectivity: int = 1) -> SeedChain:
     """Sizes and boxes of the component under `index` at every level of `levels` (L, *shape), finest first.
 
     Coarsest first, each flood runs inside the previous (coarser) component's bounding box: a finer component
     lies inside the coarser one, so the work shrinks with the structure instead of costing a full pass per level.
     """
-    levels = np.asarray(levels)
+    levels = as_levels(levels)
     index = tuple(int(i) for i in index)
     n = levels.shape[0]
     sizes = np.zeros(n, dtype=np.int64)
@@ -142,7 +143,7 @@ def seed_chain(levels: np.ndarray, index: Sequence[int], connectivity: int = 1) 
 
 
 def chain_member(
-    levels: np.ndarray, chain: SeedChain, level: int, fill_holes: bool = True, connectivity: int = 1
+    levels: Levels, chain: SeedChain, level: int, fill_holes: bool = True, connectivity: int = 1
 ) -> np.ndarray:
     """Bool mask (the levels' spatial shape) of the chain's region at `level`, cavities filled by default.
 
@@ -163,19 +164,19 @@ def chain_member(
 
 
 def _member_in_box(
-    levels: np.ndarray, chain: SeedChain, level: int, fill_holes: bool, connectivity: int, pad: int = 0
+    levels: Levels, chain: SeedChain, level: int, fill_holes: bool, connectivity: int, pad: int = 0
 ) -> tuple[tuple[slice, ...], np.ndarray]:
     """(box, region in the box) of the chain's member at `level`; the box is its bounding box grown by `pad`."""
     box = padded_box(chain.boxes[level], levels.shape[1:], pad)
     local = tuple(i - b.start for i, b in zip(chain.index, box))
-    region = component_at(levels[level][box], local, connectivity)
+    region = component_at(levels[(level,) + box], local, connectivity)
     if fill_holes:
         region = fill_enclosed(region)
     return box, region
 
 
 def sharpest_level(
-    levels: np.ndarray,
+    levels: Levels,
     chain: SeedChain,
     level: int,
     image: np.ndarray,
@@ -237,7 +238,7 @@ def fill_enclosed(mask: np.ndarray) -> np.ndarray:
     return filled
 
 
-def labelled_seed(levels: np.ndarray, seed_index_xyz: Sequence[float]) -> tuple[int, ...]:
+def labelled_seed(levels: Levels, seed_index_xyz: Sequence[float]) -> tuple[int, ...]:
     """The seed's array index (z, y, x) or (y, x); InputError where it lies outside the levels' grid or on an
     unlabelled voxel (label 0 at the finest level), so a bad click fails before any work."""
     index = seed_to_index(seed_index_xyz, levels.shape[1:])
@@ -281,7 +282,7 @@ class Structure:
 
 
 def structure_at_seed(
-    levels: np.ndarray,
+    levels: Levels,
     seed_index_xyz: Sequence[float],
     *,
     level: Optional[int] = None,
@@ -295,7 +296,7 @@ def structure_at_seed(
 
     Parameters
     ----------
-    levels : np.ndarray
+    levels : np.ndarray or LevelStack
         (L, *shape) label maps, finest first (a hierarchy's levels; a single map as (1, *shape) works too).
     seed_index_xyz : sequence of float
         The click as a voxel index (x, y[, z]); continuous values round half up.
@@ -330,7 +331,7 @@ def structure_at_seed(
     >>> s.level, s.voxels, s.chain_sizes.tolist()  # 10 -> 20 (x2) -> 30 (x1.5): kept before the x2
     (0, 10, [10, 20, 30])
     """
-    levels = np.asarray(levels)
+    levels = as_levels(levels)
     if levels.ndim not in (3, 4):
         raise InputError(f"levels must be (L, Y, X) or (L, Z, Y, X), got shape {levels.shape}")
     if levels.shape[0] == 0:
@@ -345,9 +346,9 @@ def structure_at_seed(
         if not -levels.shape[0] <= int(level) < levels.shape[0]:
             raise InputError(f"level {level} does not exist (the hierarchy has {levels.shape[0]} levels)")
         chosen = int(level) % levels.shape[0]
-    labels = levels[chosen]
     grown_mm = None
     if whole_class:
+        labels = levels[chosen]
         mask = labels == labels[index]
     else:
         mask = chain_member(levels, chain, chosen, fill_holes=fill_holes, connectivity=connectivity)
