@@ -1,13 +1,14 @@
 """A click on a small organ of a real abdominal MRI keeps that organ, not the region of several it shares.
 
 TotalSegmentator's example MRI of the trunk (117 x 91 x 20, 3 mm) with its own output as the reference (a
-model's segmentation, not an expert's: the benchmark's sanity set). Its whole-volume hierarchy holds the
-gallbladder in one region with the liver (27,000 voxels for a 1,121-voxel gallbladder) and the vertebrae with
-their surroundings; the closer look's boxes hold each alone, and the click keeps it (`condense.zoom
-.splits_whole`). A kidney, which the whole-volume hierarchy already holds alone, keeps the whole-volume
-structure. The engine is self-trained with the defaults on one torch thread (about 50 s here; the run, and so
-which region shares which organ, depends on the thread count); the click is the structure's innermost voxel,
-as in the 3D benchmark.
+model's segmentation, not an expert's: the benchmark's sanity set). Its whole-volume hierarchy holds several
+small organs each in a region with others (the gallbladder with the liver, vessels with their surroundings);
+the closer look's boxes hold them alone, and the click keeps the box's structure (`condense.zoom
+.splits_whole`). Organs the whole-volume hierarchy already holds alone (the kidneys) keep the whole-volume
+structure. The engine is self-trained with the defaults on one torch thread (about 50 s here); which organ shares
+which region depends on the thread count and on the CPU's floating-point kernels, so the tests judge every
+organ of the scan over 500 voxels, not one named organ. The click is each organ's innermost voxel, as in the 3D
+benchmark.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from volume_scoring import dice  # noqa: E402
 
 sys.path.remove(str(REPO / "benchmarks"))
 
-GALLBLADDER, VERTEBRAE, RIGHT_KIDNEY = 4, 19, 2
+#: Organs of the reference smaller than this are not clicked (a 3 mm scan holds them in a few slices).
+MIN_ORGAN_VOXELS = 500
 
 
 @pytest.fixture(scope="module")
@@ -51,31 +53,43 @@ def abdomen_mri():
     return image, labels, spacing, hierarchy, model
 
 
-def _click(abdomen_mri, label: int, look_closer=None):
+@pytest.fixture(scope="module")
+def organ_clicks(abdomen_mri) -> list[tuple[int, int, object, object]]:
+    """(label, organ voxels, the click's structure, the whole-volume structure) of every organ clicked."""
     from CUTSSegmentationLib.pipeline import structure_at_click
 
     image, labels, spacing, hierarchy, model = abdomen_mri
-    reference = labels == label
-    seed = volume_engine.innermost_point(reference, spacing)
-    kept = structure_at_click(hierarchy, seed, image, model, device="cpu", look_closer=look_closer)
-    return kept, reference, seed
+    ids, counts = np.unique(labels, return_counts=True)
+    clicks = []
+    for label, voxels in zip(ids.tolist(), counts.tolist()):
+        if label == 0 or voxels < MIN_ORGAN_VOXELS:
+            continue
+        seed = volume_engine.innermost_point(labels == label, spacing)
+        kept = structure_at_click(hierarchy, seed, image, model, device="cpu")
+        whole = structure_at_click(hierarchy, seed, image, model, device="cpu", look_closer=False)
+        clicks.append((label, voxels, kept, whole))
+    return clicks
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("label", "gain"), [(GALLBLADDER, 0.2), (VERTEBRAE, 0.05)], ids=["gallbladder", "vertebrae"])
-def test_a_click_on_an_organ_keeps_the_organ_not_its_shared_region(abdomen_mri, label: int, gain: float) -> None:
-    kept, organ, _ = _click(abdomen_mri, label)
-    whole, _, _ = _click(abdomen_mri, label, look_closer=False)
-    assert kept.box_mm is not None, "the click kept the whole-volume region"
-    assert whole.voxels > 2 * kept.voxels  # the whole-volume region holds more than the organ
-    ours, theirs = dice(kept.mask, organ), dice(whole.mask, organ)
-    assert ours > theirs + gain, f"closer look {ours:.3f} vs whole volume {theirs:.3f}"
+def test_clicks_on_organs_in_shared_regions_keep_the_organs(abdomen_mri, organ_clicks) -> None:
+    """Where the whole-volume region holds more than twice the organ, the closer look keeps a smaller structure
+    on most organs, never a worse one, and gains on average."""
+    labels = abdomen_mri[1]
+    shared = [(label, kept, whole) for label, voxels, kept, whole in organ_clicks if whole.voxels > 2 * voxels]
+    assert len(shared) >= 5, f"only {len(shared)} organs share their region: the scan's hierarchy changed"
+    ours = np.array([dice(kept.mask, labels == label) for label, kept, _ in shared])
+    theirs = np.array([dice(whole.mask, labels == label) for label, _, whole in shared])
+    split = [kept.box_mm is not None and kept.voxels < whole.voxels for _, kept, whole in shared]
+    assert sum(split) >= len(shared) / 3, f"{sum(split)} of {len(shared)} shared regions split"
+    assert np.all(ours >= theirs - 0.02), list(zip(ours.round(3), theirs.round(3)))
+    assert ours.mean() > theirs.mean() + 0.1, f"closer look {ours.mean():.3f} vs whole volume {theirs.mean():.3f}"
 
 
 @pytest.mark.slow
-def test_a_kidney_the_hierarchy_holds_alone_keeps_the_whole_volume_structure(abdomen_mri) -> None:
-    kept, kidney, _ = _click(abdomen_mri, RIGHT_KIDNEY)
-    whole, _, _ = _click(abdomen_mri, RIGHT_KIDNEY, look_closer=False)
-    assert kept.box_mm is None
-    assert np.array_equal(kept.mask, whole.mask)
-    assert dice(kept.mask, kidney) > 0.85
+def test_organs_the_hierarchy_holds_alone_keep_the_whole_volume_structure(abdomen_mri, organ_clicks) -> None:
+    labels = abdomen_mri[1]
+    alone = [(label, kept, whole) for label, _, kept, whole in organ_clicks if dice(whole.mask, labels == label) > 0.85]
+    assert alone, "no organ held alone by the whole-volume hierarchy"
+    for label, kept, whole in alone:
+        assert kept.box_mm is None and np.array_equal(kept.mask, whole.mask), f"organ {label} was looked at closer"
