@@ -28,6 +28,8 @@ GROWTH_SPREADS = 2.0
 SETTLED_FRACTION = 0.05
 #: A growth that more than doubles the region is another structure joining it, not the region's rim.
 MAX_GROWTH = 1.0
+#: Voxels of one slab of the distance transform, halo included (scipy's transform holds ~50 bytes a voxel).
+SLAB_VOXELS = 16_000_000
 
 
 def grow_to_edge(
@@ -56,7 +58,7 @@ def grow_to_edge(
         The growth to distance ``d`` is kept at the first ``d`` where growing to ``2 d`` adds less than this
         fraction of its voxels.
     distances_mm : sequence of float
-        The distances tried, increasing, each twice the one before.
+        The distances tried, increasing, each twice the one before (at most 255 of them).
 
     Returns
     -------
@@ -89,12 +91,12 @@ def grow_to_edge(
     box = padded_box(objects[0], region.shape, [int(np.ceil(reach / s)) + 1 for s in spacing])
     inside = region[box]
     alike = _alike(inside, image[box], spreads)
-    distance = ndi.distance_transform_edt(~inside, sampling=spacing)
-    alike &= distance <= reach
+    bands = distance_bands(inside, spacing, distances_mm)
+    alike &= bands < len(distances_mm)
     own = int(np.count_nonzero(inside))
     previous: Optional[tuple[np.ndarray, int, float]] = None
-    for d in distances_mm:
-        grown = _connected_to(inside, inside | (alike & (distance <= d)))
+    for band, d in enumerate(distances_mm):
+        grown = _connected_to(inside, inside | (alike & (bands <= band)))
         voxels = int(np.count_nonzero(grown))
         if previous is not None and voxels <= (1.0 + settled) * previous[1]:
             kept, kept_voxels, kept_distance = previous
@@ -107,6 +109,46 @@ def grow_to_edge(
             return out, kept_distance
         previous = (grown, voxels, float(d))
     return region, None
+
+
+def distance_bands(
+    inside: np.ndarray,
+    spacing_zyx: Sequence[float],
+    distances_mm: Sequence[float],
+    slab_voxels: int = SLAB_VOXELS,
+) -> np.ndarray:
+    """uint8 map: the index of the first of `distances_mm` (increasing) within which each voxel lies of `inside`.
+
+    Voxels farther than the last distance hold ``len(distances_mm)``. The Euclidean distance transform runs slab
+    by slab along the first axis, each slab with a halo as thick as the last distance: a voxel's nearest inside
+    voxel within that distance is in its slab's halo, so every band equals the whole-box transform's while
+    memory stays at one slab's: `slab_voxels`, or three halos' thickness where the slices are wider than that
+    (scipy's transform holds ~50 bytes a voxel: 1.1 GB for a lung's 22 M-voxel box at 1 mm, 0.7 GB in slabs).
+
+    Examples
+    --------
+    >>> inside = np.zeros((1, 9), dtype=bool); inside[0, 4] = True
+    >>> distance_bands(inside, (1.0, 1.0), (1.0, 2.0, 4.0))[0].tolist()
+    [2, 2, 1, 0, 0, 0, 1, 2, 2]
+    """
+    if len(distances_mm) > 255:
+        raise ValueError("at most 255 distances")
+    inside = np.asarray(inside, dtype=bool)
+    bands = np.full(inside.shape, len(distances_mm), dtype=np.uint8)
+    halo = int(np.ceil(float(distances_mm[-1]) / float(spacing_zyx[0]))) + 1
+    plane = max(1, int(np.prod(inside.shape[1:])))
+    step = max(halo, slab_voxels // plane - 2 * halo)  # a slab's own slices: at least its halo's
+    for start in range(0, inside.shape[0], step):
+        stop = min(inside.shape[0], start + step)
+        lo, hi = max(0, start - halo), min(inside.shape[0], stop + halo)
+        part = inside[lo:hi]
+        if not part.any():
+            continue  # nothing inside within reach of this slab
+        distance = ndi.distance_transform_edt(~part, sampling=spacing_zyx)[start - lo : stop - lo]
+        core = bands[start:stop]
+        for band in range(len(distances_mm) - 1, -1, -1):
+            core[distance <= distances_mm[band]] = band
+    return bands
 
 
 def _alike(inside: np.ndarray, image: np.ndarray, spreads: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from CUTSSegmentationLib.condense.edge_growth import grow_to_edge
+from CUTSSegmentationLib.condense.edge_growth import GROWTH_DISTANCES_MM, distance_bands, grow_to_edge
 from CUTSSegmentationLib.condense.structures import structure_at_seed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +69,20 @@ def test_a_region_on_a_flat_image_does_not_grow(spleen) -> None:
     flat = np.random.default_rng(0).normal(100.0, 5.0, truth.shape).astype(np.float32)
     grown, reach = grow_to_edge(region, flat, spacing)
     assert reach is None and np.array_equal(grown, region)
+
+
+def test_distance_bands_slab_by_slab_equal_the_whole_transform(spleen) -> None:
+    """The spleen's mask (0.8 x 0.8 x 2.5 mm voxels) in slabs of a few slices: every voxel's band is the one the
+    whole-volume transform gives, in mm, and voxels beyond the last distance are marked so."""
+    _image, truth, spacing = spleen
+    spacing_zyx = tuple(float(s) for s in spacing[::-1])
+    distance = ndi.distance_transform_edt(~truth, sampling=spacing_zyx)
+    expected = np.searchsorted(np.asarray(GROWTH_DISTANCES_MM), distance, side="left")
+    plane = int(np.prod(truth.shape[1:]))
+    for slab in (1, 30 * plane, truth.size):
+        bands = distance_bands(truth, spacing_zyx, GROWTH_DISTANCES_MM, slab_voxels=slab)
+        assert bands.dtype == np.uint8 and np.array_equal(bands, expected)
+    assert np.unique(expected).tolist() == list(range(len(GROWTH_DISTANCES_MM) + 1))
 
 
 def test_growth_reach_is_in_millimetres() -> None:
