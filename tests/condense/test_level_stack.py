@@ -7,6 +7,7 @@ hold the levels, and files that do hold them (format /1) must still load.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tracemalloc
 import zipfile
@@ -83,17 +84,7 @@ def test_clicks_and_persistence_on_the_stack_equal_those_on_the_stored_maps(spin
 def test_the_file_holds_no_levels_and_reads_back_the_same_hierarchy(spine, tmp_path: Path) -> None:
     hierarchy, stored, _ = spine
     lazy = hierarchy.save(tmp_path / "lazy.npz")
-    full = Hierarchy(
-        levels=stored,
-        n_clusters=hierarchy.n_clusters,
-        level_steps=hierarchy.level_steps,
-        atom_map=hierarchy.atom_map,
-        merge_tree=hierarchy.merge_tree,
-        persistent=hierarchy.persistent,
-        geometry=hierarchy.geometry,
-        is_2d=False,
-        info=hierarchy.info,
-    ).save(tmp_path / "full.npz")
+    full = dataclasses.replace(hierarchy, levels=stored).save(tmp_path / "full.npz")
     with zipfile.ZipFile(lazy) as archive:
         assert "levels.npy" not in archive.namelist()
     assert lazy.stat().st_size < 0.5 * full.stat().st_size
