@@ -17,7 +17,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import slicer
 import vtk
-from CUTSSegmentationJobs.engine import Hierarchy, InputError, binarize_at_seed
+from CUTSSegmentationJobs.engine import Hierarchy, InputError, LevelStack, binarize_at_seed
 from CUTSSegmentationJobs.engine import structure_at_seed as engine_structure_at_seed
 
 from .bridge import (
@@ -116,7 +116,12 @@ def _voxels(volume_node: Any) -> Optional[np.ndarray]:
 
 
 def persistence_of(hierarchy: Hierarchy, label: int) -> int:
-    """How many levels of the hierarchy hold `label` (the engine's persistence of a structure)."""
+    """How many levels of the hierarchy hold `label` (the engine's persistence of a structure).
+
+    A hierarchy whose levels are a `LevelStack` answers from its (levels, atoms) table: no level is built.
+    """
+    if isinstance(hierarchy.levels, LevelStack):
+        return int(hierarchy.levels.levels_holding(int(label)).sum())
     return int(sum(bool(np.any(hierarchy.level(i) == label)) for i in range(hierarchy.n_levels)))
 
 

@@ -119,6 +119,15 @@ class LevelStack:
         """The smallest label any voxel holds."""
         return self.tables[:, self._atoms_present()].min()
 
+    def levels_holding(self, label: int) -> np.ndarray:
+        """(L,) bool: which levels hold `label` in at least one voxel, read from the tables alone.
+
+        >>> stack = LevelStack.from_merge_tree(np.array([[0, 1], [2, 2]]), np.array([[0, 1, 2], [0, 0, 1]]), [0, 1])
+        >>> stack.levels_holding(2).tolist(), stack.levels_holding(3).tolist()
+        ([True, True], [True, False])
+        """
+        return np.asarray((self.tables[:, self._atoms_present()] == label).any(axis=1))
+
     def _atoms_present(self) -> np.ndarray:
         if self._present is None:
             counts = np.bincount(self.atom_map.reshape(-1), minlength=self.tables.shape[1])

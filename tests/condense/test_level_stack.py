@@ -65,6 +65,9 @@ def test_levels_are_the_merge_tree_s_and_every_read_matches_the_stored_maps(spin
     for name, (read, expected) in reads.items():
         np.testing.assert_array_equal(read, expected, err_msg=name)
     assert levels.max() == stored.max() and levels.min() == stored.min()
+    for label in range(int(stored.max()) + 2):  # one label past the largest: held by no level
+        held = [bool((stored[k] == label).any()) for k in range(len(stored))]
+        assert levels.levels_holding(label).tolist() == held, label
     assert hierarchy.level(3) is not hierarchy.level(3)  # computed when read: a caller may change its copy
 
 

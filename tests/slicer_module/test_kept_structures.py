@@ -7,6 +7,7 @@ colours and tags, before and after every step.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 import slicer
 import slicerio
 from CUTSSegmentationJobs import Accelerators
-from CUTSSegmentationJobs.engine import Hierarchy, InputError
+from CUTSSegmentationJobs.engine import Hierarchy, InputError, LevelStack
 from CUTSSegmentationModuleLib import PanelController, SegmentationLogic
 from CUTSSegmentationMRML import (
     LABEL_TAG,
@@ -29,6 +30,7 @@ from CUTSSegmentationMRML import (
     study_of,
 )
 from CUTSSegmentationMRML.bridge import _array_of_image, ijk_to_ras_of
+from CUTSSegmentationMRML.kept_structures import persistence_of
 from slicer_testdata import (
     add_user_segment,
     image_data,
@@ -137,6 +139,8 @@ def test_every_level_previewed_then_three_structures_added_and_undone(study_scen
     added = [segment_id for segment_id in now if segment_id not in users_own]
     segmentation = user.GetSegmentation()
     labels = [hierarchy.level(level)[seed[2], seed[1], seed[0]] for seed, level, _ in ADDITIONS]
+    stack = LevelStack.from_merge_tree(hierarchy.atom_map, hierarchy.merge_tree, hierarchy.level_steps)
+    as_stack = dataclasses.replace(hierarchy, levels=stack)
     for segment_id, (_seed, level, voxels), label in zip(added, ADDITIONS, labels):
         segment = segmentation.GetSegment(segment_id)
         assert segment.GetName() == f"Structure {label} (level {level})"
@@ -144,6 +148,7 @@ def test_every_level_previewed_then_three_structures_added_and_undone(study_scen
         assert segment_tag(segment, VOXELS_TAG) == str(voxels)
         persistence = sum(bool((hierarchy.level(i) == label).any()) for i in range(hierarchy.n_levels))
         assert segment_tag(segment, PERSISTENCE_TAG) == str(persistence)
+        assert persistence_of(as_stack, label) == persistence  # from the stack's table, no level built
         mask = np.frombuffer(now[segment_id][4], dtype=bool)
         assert mask.sum() == voxels  # each structure is its own layer, exactly its region
     assert controller.state().undoEnabled
