@@ -15,7 +15,21 @@ from typing import Any
 
 def machine_facts(**extra: Any) -> dict[str, Any]:
     """Platform, processor and CPU count, plus whatever the script adds (the torch device, for instance)."""
-    return {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(), **extra}
+    return {"platform": platform.platform(), "processor": processor_name(), "cpus": os.cpu_count(), **extra}
+
+
+def processor_name() -> str:
+    """The CPU's model name: engine results follow the CPU's floating-point kernels, so a report names the CPU.
+
+    `platform.processor()` is empty on most Linux systems; there the name comes from /proc/cpuinfo.
+    """
+    name = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return name
 
 
 def write_report(report: dict[str, Any], out: str | Path, shown: dict[str, Any] | None = None) -> None:

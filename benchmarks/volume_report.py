@@ -220,7 +220,8 @@ def markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], figure: Optio
         ),
         "",
         (
-            f"Machine: {machine['platform']}, {machine['cpus']} CPUs; engine sources {meta['engine_source_hash']}; "
+            f"Machine: {machine['platform']}, {machine.get('processor') or 'processor not recorded'}, "
+            f"{machine['cpus']} CPUs; engine sources {meta['engine_source_hash']}; "
             f"click functions: {', '.join(meta['clicks'])}."
         ),
         "",
