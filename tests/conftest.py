@@ -40,6 +40,15 @@ def retina_pairs(retina_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+#: Test processes at most (pyproject's ``-n auto``): the heaviest files hold a segmented scan of a few GB each.
+MAX_TEST_PROCESSES = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """One test process a core, at most `MAX_TEST_PROCESSES`."""
+    return max(1, min(os.cpu_count() or 1, MAX_TEST_PROCESSES))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     np.random.seed(0)
