@@ -107,6 +107,8 @@ def grow_to_edge(
             out = region.copy()
             out[box] = kept
             return out, kept_distance
+        if voxels > (1.0 + MAX_GROWTH) * own:
+            return region, None  # every later growth is at least this large: none could be kept
         previous = (grown, voxels, float(d))
     return region, None
 
