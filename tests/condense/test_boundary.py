@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from CUTSSegmentationLib.condense.boundary import CONTRAST_MARGIN, boundary_contrast
+from CUTSSegmentationLib.condense.boundary import CONTRAST_MARGIN, boundary_contrast, shell_around
 from CUTSSegmentationLib.condense.structures import seed_chain, sharpest_level, structure_at_seed
 from CUTSSegmentationLib.core.errors import InputError
 
@@ -124,3 +124,18 @@ def test_cuts_binarize_reads_the_edges_of_the_recorded_image(tmp_path: Path, cap
     assert np.array_equal(read_array(tmp_path / "given.nrrd")[0], edge)
     assert main([*args, "--image", str(volumes_dir() / "spine" / "t1.nii.gz"), "--out", str(tmp_path / "x.nrrd")]) == 2
     assert "grid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shell_voxels", [1, 2, 4])
+def test_the_shell_is_scipy_s_iterated_dilation(spine, shell_voxels: int) -> None:
+    """The shell by shifted ORs equals scipy's dilation with every neighbour, iterated: around the cord, around
+    a region touching the image's border, around one voxel in a corner, in 3D and in one slice."""
+    _, cord, _ = spine
+    border = np.zeros_like(cord)
+    border[:3, :, :5] = True
+    corner = np.zeros_like(cord)
+    corner[-1, -1, -1] = True
+    for region in (cord, border, corner, cord[cord.shape[0] // 2]):
+        full = ndi.generate_binary_structure(region.ndim, region.ndim)
+        expected = ndi.binary_dilation(region, full, iterations=shell_voxels) & ~region
+        np.testing.assert_array_equal(shell_around(region, shell_voxels), expected)

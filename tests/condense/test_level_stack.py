@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from CUTSSegmentationLib.condense.hierarchy import Hierarchy
 from CUTSSegmentationLib.condense.level_stack import LevelStack
 from CUTSSegmentationLib.condense.persistence import persistent_level_indices, persistent_structures
-from CUTSSegmentationLib.condense.structures import structure_at_seed
+from CUTSSegmentationLib.condense.structures import component_at, fill_enclosed, seed_chain, structure_at_seed
 from CUTSSegmentationLib.io.reading import read_image
 from CUTSSegmentationLib.pipeline import segment
 
@@ -82,6 +83,36 @@ def test_clicks_and_persistence_on_the_stack_equal_those_on_the_stored_maps(spin
     np.testing.assert_array_equal(whole.mask, stored[2] == stored[2, 26, 27, 30])
     used = persistent_level_indices(hierarchy.n_clusters)
     np.testing.assert_array_equal(hierarchy.persistent, persistent_structures(stored[used]))
+
+
+def test_seed_chains_equal_floods_of_every_whole_stored_level(spine) -> None:
+    """The chain floods only where the coarser region holds several labels at the finer level, and only in its
+    box: every size and box equals a flood of the whole stored level."""
+    hierarchy, stored, _ = spine
+    for seed in ((26, 27, 30), (10, 40, 12), (40, 8, 45), (0, 0, 0), (51, 54, 59)):  # (z, y, x)
+        chain = seed_chain(hierarchy.levels, seed)
+        for level in range(len(stored)):
+            region = component_at(stored[level], seed)
+            assert chain.sizes[level] == region.sum(), (seed, level)
+            where = np.nonzero(region)
+            assert chain.boxes[level] == tuple(slice(int(w.min()), int(w.max()) + 1) for w in where), (seed, level)
+
+
+def test_filling_equals_scipy_s_in_3d_then_slice_by_slice(spine) -> None:
+    """`fill_enclosed` labels the background once instead of scipy's iterated dilations: the same voxels, on
+    regions of the spine hierarchy (with their cavities and slice-closed channels) and on random masks."""
+    _, stored, _ = spine
+    masks = [stored[level] == stored[level, 26, 27, 30] for level in range(len(stored))]
+    masks += [stored[2] == label for label in np.unique(stored[2])[:6]]
+    rng = np.random.default_rng(0)
+    masks += [rng.random((9, 14, 11)) < density for density in (0.3, 0.5, 0.7)] + [np.zeros((3, 4, 5), dtype=bool)]
+    for mask in masks:
+        expected = ndi.binary_fill_holes(mask)
+        for z in range(expected.shape[0]):
+            expected[z] = ndi.binary_fill_holes(expected[z])
+        np.testing.assert_array_equal(fill_enclosed(mask), expected)
+    flat = masks[-2][0]
+    np.testing.assert_array_equal(fill_enclosed(flat), ndi.binary_fill_holes(flat))
 
 
 def test_the_file_holds_no_levels_and_reads_back_the_same_hierarchy(spine, tmp_path: Path) -> None:
