@@ -97,7 +97,7 @@ class JoinedFeatures:
         values = (np.asarray(self._intensities[rows], dtype=np.float32) - self._mean) * self._scale
         if self._position_scale is None:
             return np.concatenate([emb, values], axis=1)
-        flat = np.arange(self.shape[0])[rows] if isinstance(rows, slice) else np.asarray(rows)
+        flat = np.arange(*rows.indices(self.shape[0])) if isinstance(rows, slice) else np.asarray(rows)
         position = np.stack(np.unravel_index(flat, self._grid), axis=1).astype(np.float32)
         position = (position - self._position_offset) * self._position_scale
         return np.concatenate([emb, values, position], axis=1)

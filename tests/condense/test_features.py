@@ -44,6 +44,8 @@ def test_position_spread_follows_the_weight_and_rows_match_in_any_order() -> Non
     emb_spread = np.sqrt(((emb - emb.mean(0)) ** 2).sum(1).mean())
     assert spread_one == pytest.approx(emb_spread, rel=0.05)  # the whole volume is the statistics' sample
     np.testing.assert_array_equal(one[5:9], one[np.array([5, 6, 7, 8])])
+    for rows in (slice(None), slice(180, None), slice(3, 40, 7), slice(-9, -2), slice(190, 400)):  # as numpy's
+        np.testing.assert_array_equal(one[rows], one[np.arange(one.shape[0])[rows]], err_msg=str(rows))
 
 
 def test_two_dimensional_images_keep_their_embeddings_alone() -> None:
