@@ -142,3 +142,23 @@ def test_distance_at_the_float32_rounded_merge_threshold_does_not_stall() -> Non
     # every merge event lowers the count, and condensation ends in one cluster
     assert np.all(np.diff(counts) < 0), counts
     assert counts[-1] == 1 and len(np.unique(tree[-1])) == 1
+
+
+def test_atoms_take_the_nearest_centroid_and_the_first_of_equal_ones() -> None:
+    """The chunked assignment (one GEMM and an argmin per chunk) against every distance at once: the same atom
+    for every point, and the lowest index where two centroids are the same point (a tie)."""
+    import torch
+
+    from CUTSSegmentationLib.condense.condensation import _nearest_centroid
+
+    rng = np.random.default_rng(0)
+    centroids = rng.integers(-3, 4, size=(40, 5)).astype(np.float32)
+    centroids[20:30] = centroids[:10]  # ties: a point nearest to one of these is as near to its copy
+    points = np.concatenate([rng.normal(size=(3000, 5)) * 2, centroids[:10] + 0.01]).astype(np.float32)
+    distances = ((points[:, None, :] - centroids[None, :, :]) ** 2).sum(2)
+    expected = distances.argmin(1)  # numpy: the first minimum
+    labels = _nearest_centroid(torch.from_numpy(points), torch.from_numpy(centroids), chunk=512).numpy()
+    close = np.isclose(distances[np.arange(len(points)), labels], distances.min(1), rtol=1e-5, atol=1e-4)
+    assert close.all()  # rounding of |c|^2 - 2 x.c may pick a nearly-equal centroid, never a farther one
+    assert (labels < 20).sum() + (labels >= 30).sum() == len(points)  # never the second copy of a centroid
+    assert (labels[-10:] == np.arange(10)).all() and (labels == expected).mean() > 0.99
