@@ -36,25 +36,25 @@ class StageCosts:
     write_s_per_mvox: float  #: hierarchy.npz, persistent.nrrd, segmentation.seg.nrrd, levels.png
 
 
-#: CPU row: 2 cores of an x86-64 Linux machine (torch 2.13 CPU, two torch threads), 2026-12-01. The training
-#: step and writing come from `benchmarks/bench_progress_plan.py` (benchmarks/results/progress_plan.json); embed,
-#: condensation and levels from the 3D benchmark's speed table on the same machine with nothing else running
-#: (docs/benchmarks.md: 0.1 to 8.9 M working voxels; condensation 1 s at 0.1 M, 40-45 s at 8.9 M, embeddings
-#: 25-28 s at 8.9 M, 150 training steps 47-53 s). No accelerator was at hand: the "accelerator" row is the CPU
-#: row scaled by rough factors (training x1/20 per step at the same crop, embed x1/30, condensation x1/5, levels
-#: and writing unchanged); run the script on a GPU machine to replace it.
+#: CPU row: 2 cores of an x86-64 Linux machine (Intel Xeon with AVX-512, virtualised; torch 2.13 CPU, two torch
+#: threads), 2026-12-03, from one run of `benchmarks/bench_progress_plan.py` (benchmarks/results/
+#: progress_plan.json): the training step, then embed, condensation, levels and writing fitted over the spine T2
+#: and two FLAIR crops. On a glioma's 8.9 M working voxels that predicts embeddings 44 s and condensation 27 s
+#: (measured with a cached encoder on glioma pat0001: 40-43 s and 19 s). No accelerator was at hand: the
+#: "accelerator" row is the CPU row scaled by rough factors (training x1/20 per step at the same crop, embed
+#: x1/30, condensation x1/5, levels and writing unchanged); run the script on a GPU machine to replace it.
 STAGE_COSTS: dict[str, StageCosts] = {
     "cpu": StageCosts(
-        train_step_s=0.32,
+        train_step_s=0.87,
         train_crop=64,
-        embed_fixed_s=0.0,
-        embed_s_per_mvox=2.9,
-        condense_fixed_s=0.5,
-        condense_s_per_mvox=4.8,
-        levels_fixed_s=0.04,
-        levels_s_per_mvox=0.1,
-        write_fixed_s=0.32,
-        write_s_per_mvox=0.32,
+        embed_fixed_s=0.14,
+        embed_s_per_mvox=4.9,
+        condense_fixed_s=0.67,
+        condense_s_per_mvox=2.9,
+        levels_fixed_s=0.03,
+        levels_s_per_mvox=0.13,
+        write_fixed_s=0.14,
+        write_s_per_mvox=0.19,
     ),
 }
 STAGE_COSTS["accelerator"] = StageCosts(
