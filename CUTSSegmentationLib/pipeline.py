@@ -16,6 +16,7 @@ from . import __version__
 from .condense.binarize import seed_to_index
 from .condense.condensation import CondensationConfig, CondensationResult, condense
 from .condense.edge_growth import grow_to_edge
+from .condense.edge_snap import snap_outward
 from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy, level_maps
 from .condense.persistence import persistent_level_indices, persistent_structures
@@ -286,7 +287,8 @@ def structure_at_click(
     finest region under the seed is too large to be one structure (`condense.zoom.is_unresolved`) or where it
     is a part of the hierarchy's structure (`condense.zoom.splits_whole`: several small organs in one region).
     With the image, either grows out to the edge the image draws around it where that growth stops
-    (`condense.edge_growth.grow_to_edge`).
+    (`condense.edge_growth.grow_to_edge`) and its outline moves out to the strongest edge just beyond it
+    (`condense.edge_snap.snap_outward`).
 
     Parameters
     ----------
@@ -351,6 +353,7 @@ def structure_at_click(
     )
     mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factors, hierarchy.shape).reshape(hierarchy.shape)
     mask, grown_mm = grow_to_edge(mask.astype(bool), intensities, spacing)
+    mask = snap_outward(mask, intensities, spacing)
     if compare and not splits_whole(
         structure.mask, mask, box_on_image_grid(zoomed.box, factors, hierarchy.shape), intensities
     ):

@@ -27,6 +27,7 @@ from ..core.errors import InputError
 from .binarize import seed_to_index
 from .boundary import CONTRAST_MARGIN, SHELL_VOXELS, boundary_contrast, padded_box
 from .edge_growth import grow_to_edge
+from .edge_snap import snap_outward
 from .level_stack import Levels, as_levels
 
 #: A chain member smaller than this many voxels is never chosen as the structure (single-voxel specks).
@@ -341,7 +342,8 @@ def structure_at_seed(
         The segmented image's intensities on the levels' grid (`shape` or `shape + (C,)`): the automatic level
         then moves to a finer member of the seed's chain whose boundary is clearly sharper
         (`sharpest_level`), and the structure grows out to the edge the image draws around it where that
-        growth stops (`edge_growth.grow_to_edge`). Without it the level is chosen from the region's sizes
+        growth stops (`edge_growth.grow_to_edge`), its outline moved out to the strongest edge just beyond it
+        (`edge_snap.snap_outward`). Without it the level is chosen from the region's sizes
         alone and the structure is the level's region.
     spacing_xyz : sequence of float, optional
         Voxel size (x, y[, z]) in mm, for the growth to the image's edge; None: 1 along every axis.
@@ -383,6 +385,7 @@ def structure_at_seed(
         mask = chain_member(levels, chain, chosen, fill_holes=fill_holes, connectivity=connectivity)
         if level is None and image is not None:
             mask, grown_mm = grow_to_edge(mask, image, spacing_xyz)
+            mask = snap_outward(mask, image, spacing_xyz)
     return Structure(
         mask=mask,
         level=chosen,

@@ -9,15 +9,12 @@ import math
 from typing import Optional, Sequence
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage as ndi
 from skimage.metrics import structural_similarity
 
+from ..core.distances import squared_distance_to
 from ..core.errors import InputError
 from ..core.imagedata import voxel_size_zyx
-
-#: Crops with more voxels than this use SimpleITK's multithreaded Maurer distance map instead of scipy's.
-_SITK_MIN_VOXELS = 200_000
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -40,27 +37,6 @@ def diagonal(shape: Sequence[int], spacing: Optional[Sequence[float]] = None) ->
     Axes of length 1 are left out, so a 2D image stored as (1, Y, X) gets the same value as (Y, X)."""
     sampling = voxel_size_zyx(spacing, len(shape))
     return float(math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, sampling) if n > 1)))
-
-
-def _squared_distance_to(mask: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
-    """Squared Euclidean distance from every voxel to the nearest voxel of `mask` (0 inside `mask`).
-
-    Exact either way: scipy's EDT for small arrays, SimpleITK's (multithreaded, ~3x faster) signed Maurer map
-    for large ones. For unit spacing the squared distances are integers, exact even in SimpleITK's float32."""
-    keep = [i for i, n in enumerate(mask.shape) if n > 1]
-    squeezed = mask.reshape([mask.shape[i] for i in keep])
-    samp = tuple(sampling[i] for i in keep)
-    if squeezed.ndim in (2, 3) and squeezed.size >= _SITK_MIN_VOXELS:
-        image = sitk.GetImageFromArray(squeezed.astype(np.uint8))
-        image.SetSpacing(tuple(reversed(samp)))
-        dist = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=True, useImageSpacing=True)
-        out = sitk.GetArrayFromImage(dist).astype(np.float64)
-        np.maximum(out, 0.0, out=out)  # inside the mask: negative (distance to its contour) -> 0
-        return out.reshape(mask.shape)
-    if squeezed.ndim == 0:
-        return np.zeros(mask.shape)
-    dist = ndi.distance_transform_edt(~squeezed, sampling=samp)
-    return (dist * dist).reshape(mask.shape)
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -100,7 +76,7 @@ def hausdorff(pred: np.ndarray, truth: np.ndarray, spacing: Optional[Sequence[fl
     for source, target in ((pc, tc), (tc, pc)):
         only = source & ~target
         if only.any():
-            worst = max(worst, float(_squared_distance_to(target, sampling)[only].max()))
+            worst = max(worst, float(squared_distance_to(target, sampling)[only].max()))
     return math.sqrt(worst)
 
 

@@ -16,6 +16,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from CUTSSegmentationLib.condense.edge_growth import GROWTH_DISTANCES_MM, distance_bands, grow_to_edge
+from CUTSSegmentationLib.condense.edge_snap import snap_outward
 from CUTSSegmentationLib.condense.structures import structure_at_seed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,11 @@ def _case(name: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]
     case = select_cases([name])[0]
     volume = load_volume(case, root)
     return volume.image, load_reference(case, root).astype(bool), volume.spacing
+
+
+def _grown_and_snapped(region: np.ndarray, image: np.ndarray, spacing) -> np.ndarray:
+    """What the engine's own click keeps of `region`: grown to the image's edge, then snapped out to it."""
+    return snap_outward(grow_to_edge(region, image, spacing)[0], image, spacing)
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +106,15 @@ def test_growth_reach_is_in_millimetres() -> None:
 
 
 def test_the_click_grows_only_at_the_engines_own_level(spleen) -> None:
-    """structure_at_seed grows the automatic level's region with the image; a level the user chose, the whole
-    class, or a click without the image keep the hierarchy's region."""
+    """structure_at_seed grows (and snaps) the automatic level's region with the image; a level the user
+    chose, the whole class, or a click without the image keep the hierarchy's region."""
     image, truth, spacing = spleen
     region = ndi.binary_erosion(truth, IN_PLANE, iterations=2)
     levels = np.stack([np.where(region, 1, 2), np.ones(truth.shape)]).astype(np.uint16)
     click = innermost_point(truth, spacing)
     grown = structure_at_seed(levels, click, image=image, spacing_xyz=spacing)
     assert grown.level == 0 and grown.grown_mm is not None and grown.voxels == int(grown.mask.sum())
-    assert np.array_equal(grown.mask, grow_to_edge(region, image, spacing)[0])
+    assert np.array_equal(grown.mask, _grown_and_snapped(region, image, spacing))
     for kept in (
         structure_at_seed(levels, click, spacing_xyz=spacing),
         structure_at_seed(levels, click, level=0, image=image, spacing_xyz=spacing),
@@ -142,7 +148,7 @@ def test_cuts_binarize_grows_the_structure_and_says_so(tmp_path: Path, capsys, s
     assert main(["binarize", str(tmp_path / "hierarchy.npz"), *seed, "--out", str(tmp_path / "auto.nrrd")]) == 0
     assert "to the image's edge" in capsys.readouterr().err
     kept = read_image(tmp_path / "auto.nrrd").array.reshape(truth.shape).astype(bool)
-    assert np.array_equal(kept, grow_to_edge(region, image, spacing)[0])
+    assert np.array_equal(kept, _grown_and_snapped(region, image, spacing))
     assert (
         main(["binarize", str(tmp_path / "hierarchy.npz"), *seed, "--level", "0", "--out", str(tmp_path / "0.nrrd")])
         == 0

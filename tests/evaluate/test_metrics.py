@@ -10,8 +10,8 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.metrics import hausdorff_distance, structural_similarity
 
+from CUTSSegmentationLib.core import distances
 from CUTSSegmentationLib.core.errors import InputError
-from CUTSSegmentationLib.evaluate import metrics
 from CUTSSegmentationLib.evaluate.metrics import dice, ergas, evaluate_binary, hausdorff, rmse, ssim
 
 
@@ -116,10 +116,10 @@ def test_hausdorff_mm_with_anisotropic_spacing() -> None:
 def test_hausdorff_large_volume_fast_path_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
     """Crops above the threshold use SimpleITK's Maurer map; it must agree with scipy's EDT."""
     a, b = blobs((48, 64, 72), 5, 0.51), blobs((48, 64, 72), 6, 0.51)
-    assert a.size > metrics._SITK_MIN_VOXELS
+    assert a.size > distances.SITK_MIN_VOXELS
     fast_px = hausdorff(a, b)
     fast_mm = hausdorff(a, b, spacing=(0.8, 0.6, 2.5))
-    monkeypatch.setattr(metrics, "_SITK_MIN_VOXELS", 10**12)
+    monkeypatch.setattr(distances, "SITK_MIN_VOXELS", 10**12)
     assert fast_px == hausdorff(a, b)  # integer squared distances: exact
     assert fast_mm == pytest.approx(hausdorff(a, b, spacing=(0.8, 0.6, 2.5)), rel=1e-6)
     assert fast_px == pytest.approx(hausdorff_distance(a, b))

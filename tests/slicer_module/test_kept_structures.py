@@ -250,12 +250,13 @@ def test_the_engine_level_ends_at_the_volumes_edge(study_scene):
 
 def test_the_kept_structure_grows_to_the_edge_of_a_real_ct(tmp_path: Path):
     """The spleen of a real CT, with a hierarchy whose region stops two voxels short of its rim: the segment
-    the panel adds is the region grown back to the spleen's outline (`edge_growth`), on the volume's grid."""
+    the panel adds is the region grown back to the spleen's outline (`edge_growth`, `edge_snap`), on the volume's grid."""
     import sys
 
     from scipy import ndimage as ndi
 
     from CUTSSegmentationLib.condense.edge_growth import grow_to_edge
+    from CUTSSegmentationLib.condense.edge_snap import snap_outward
     from CUTSSegmentationLib.io.reading import read_image
 
     benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -288,7 +289,9 @@ def test_the_kept_structure_grows_to_the_edge_of_a_real_ct(tmp_path: Path):
     user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Spleen")
     user.CreateDefaultDisplayNodes()
     user.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-    grown, _reach = grow_to_edge(region, image.array.reshape(truth.shape), image.geometry.spacing)
+    intensities = image.array.reshape(truth.shape)
+    grown, _reach = grow_to_edge(region, intensities, image.geometry.spacing)
+    grown = snap_outward(grown, intensities, image.geometry.spacing)
     assert int(grown.sum()) > int(region.sum())
     kept = SegmentationLogic().addStructure(
         hierarchy, innermost_point(truth, image.geometry.spacing), user, referenceVolumeNode=volume
