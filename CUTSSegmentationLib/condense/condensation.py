@@ -139,12 +139,13 @@ def _nearest_centroid(points: torch.Tensor, centroids: torch.Tensor, chunk: int)
     than `SCORE_BLOCK`)."""
     c_sq = (centroids * centroids).sum(1)
     labels = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
-    if points.device.type == "cpu":
+    on_cpu = points.device.type == "cpu"
+    if on_cpu:
         chunk = max(1, min(chunk, SCORE_BLOCK // max(1, centroids.shape[0])))
     for start in range(0, points.shape[0], chunk):
         # |x|^2 is constant per row and does not change the argmin: score = |c|^2 - 2 x.c, one fused GEMM.
         scores = torch.addmm(c_sq[None, :], points[start : start + chunk], centroids.T, beta=1.0, alpha=-2.0)
-        if scores.device.type == "cpu":  # numpy's argmin: 4x torch's min on CPU, the same first minimum
+        if on_cpu:  # numpy's argmin: 4x torch's min on CPU, the same first minimum
             labels[start : start + chunk] = torch.from_numpy(scores.numpy().argmin(axis=1))
         else:
             labels[start : start + chunk] = scores.min(dim=1).indices
