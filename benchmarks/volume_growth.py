@@ -1,12 +1,13 @@
 """The growth to the image's edge (`condense/edge_growth.py`), case by case, on the 3D benchmark's own runs.
 
-For every case: the headline click (`volume_engine.CLICKS["engine"]`, what `cuts binarize --seed` keeps) and
-the same click without the growth (the hierarchy's member, or the closer look's, as the click chose it), with
-their Dice and how far the structure grew; then the growth with other windows and settling fractions on the
-same members, and grown again from each kept growth (rules not kept); the kept structure with its enclosed holes
-filled (in 3D, or in the slices of every orientation) and with its boundary moved to the intensity midpoint
-between its inside and its shell (steps not kept); and a figure: the axial slice through the click of each case
-the growth changed, with the reference, the member and the grown structure outlined.
+For every case: the headline click (`volume_engine.CLICKS["engine"]`, what `cuts binarize --seed` keeps: grown,
+then snapped to the edge) and the same click without the growth and the snap (the hierarchy's member, or the
+closer look's, as the click chose it), with their Dice and how far the structure grew; then the growth with
+other windows and settling fractions on the same members, and grown again from each kept growth (rules not
+kept); the kept structure with its enclosed holes filled (in 3D, or in the slices of every orientation) and with
+its boundary moved to the intensity midpoint between its inside and its shell (steps not kept); and a figure:
+the axial slice through the click of each case the growth changed, with the reference, the member and the grown
+structure outlined.
 
     python benchmarks/volume_growth.py [CASES ...] [--figure docs/figures/edge_growth.png]
 
@@ -40,6 +41,7 @@ from CUTSSegmentationLib import pipeline  # noqa: E402
 from CUTSSegmentationLib.condense import structures  # noqa: E402
 from CUTSSegmentationLib.condense.boundary import shell_around  # noqa: E402
 from CUTSSegmentationLib.condense.edge_growth import grow_to_edge  # noqa: E402
+from CUTSSegmentationLib.condense.edge_snap import snap_outward  # noqa: E402
 
 #: (window in robust spreads, settling fraction) of the rules measured beside the engine's.
 VARIANTS: tuple[tuple[float, float], ...] = ((2.5, 0.05), (3.0, 0.05), (2.0, 0.03), (2.0, 0.10))
@@ -47,14 +49,21 @@ VARIANTS: tuple[tuple[float, float], ...] = ((2.5, 0.05), (3.0, 0.05), (2.0, 0.0
 
 @contextlib.contextmanager
 def _growth_recorded() -> Iterator[list[tuple[np.ndarray, np.ndarray, Any]]]:
-    """Within: every growth the click asks for is recorded (region, image, spacing) and not applied."""
+    """Within: every growth the click asks for is recorded (region, image, spacing) and not applied, nor the
+    snap to the edge after it (`condense/edge_snap.py`, measured by volume_snap.py)."""
     seen: list[tuple[np.ndarray, np.ndarray, Any]] = []
 
     def record(region, image, spacing_xyz=None, **_):
         seen.append((region, image, spacing_xyz))
         return region, None
 
-    with mock.patch.object(structures, "grow_to_edge", record), mock.patch.object(pipeline, "grow_to_edge", record):
+    def unsnapped(region, image, spacing_xyz=None, **_):
+        return region
+
+    with contextlib.ExitStack() as patches:
+        for module in (structures, pipeline):
+            patches.enter_context(mock.patch.object(module, "grow_to_edge", record))
+            patches.enter_context(mock.patch.object(module, "snap_outward", unsnapped))
         yield seen
 
 
@@ -127,7 +136,7 @@ def probe_growth(cases: Sequence[Case], figure: Optional[Path]) -> None:
             # the kept structure's growth: a click in a volume also grows the closer look's structure it compares
             region, image, spacing = next(r for r in reversed(seen) if np.array_equal(r[0], member))
             grown, reach = grow_to_edge(region, image, spacing)
-            assert np.array_equal(grown, kept), "the recorded growth is not the click's"
+            assert np.array_equal(snap_outward(grown, image, spacing), kept), "the recorded growth is not the click's"
             scores = {"member": dice(member, truth), "engine": dice(kept, truth)}
             for spreads, settled in VARIANTS:
                 other, _ = grow_to_edge(region, image, spacing, spreads=spreads, settled=settled)
