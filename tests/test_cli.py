@@ -161,7 +161,10 @@ def test_volume_binarize_looks_closer_with_the_kept_encoder(tmp_path: Path, caps
     assert main([*args, "--out", str(tmp_path / "auto.nrrd")]) == 0  # 1.6 mL under the seed: no closer look
     auto = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "auto.nrrd"))).astype(bool)
     voxels = read_image(src).array.reshape(8, 40, 40, 1)
-    assert np.array_equal(auto, structure_at_seed(hierarchy.levels, (20, 20, 4), image=voxels).mask)
+    assert np.array_equal(
+        auto,
+        structure_at_seed(hierarchy.levels, (20, 20, 4), image=voxels, spacing_xyz=hierarchy.geometry.spacing).mask,
+    )
     assert np.array_equal(structure_at_click(hierarchy, (20, 20, 4), read_image(src)).mask, auto)  # no encoder
     with pytest.raises(InputError, match="needs the segmented image"):
         structure_at_click(hierarchy, (20, 20, 4), look_closer=True)
