@@ -21,7 +21,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -87,6 +87,20 @@ def engine_source_hash() -> str:
         h.update(str(path.relative_to(ENGINE_DIR)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:10]
+
+
+def benchmark_runs(cases: Sequence[Any]) -> Iterator[tuple[list[Any], Any, EngineRun]]:
+    """(cases of one volume, the volume, its benchmark run) for every volume of `cases` (volume_cases.Case):
+    the 3D benchmark's self-trained run with the defaults, from the cache (computed as the benchmark computes it
+    where missing)."""
+    from volume_cases import load_volume, volumes_dir
+
+    root = volumes_dir()
+    for key in dict.fromkeys(c.volume_key for c in cases):
+        group = [c for c in cases if c.volume_key == key]
+        volume = load_volume(group[0], root)
+        path, _report = run_segment(volume.paths, {"seed": 0, "train_epochs": None})
+        yield group, volume, load_run(path, volume.paths)
 
 
 # ---------------------------------------------------------------------------------------------- clicks

@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import volume_engine as engine  # noqa: E402
-from volume_cases import CASES, Case, load_reference, load_volume, select_cases, volumes_dir  # noqa: E402
+from volume_cases import CASES, Case, load_reference, select_cases, volumes_dir  # noqa: E402
 from volume_figures import draw_cases  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
@@ -65,16 +65,6 @@ def _growth_recorded() -> Iterator[list[tuple[np.ndarray, np.ndarray, Any]]]:
             patches.enter_context(mock.patch.object(module, "grow_to_edge", record))
             patches.enter_context(mock.patch.object(module, "snap_outward", unsnapped))
         yield seen
-
-
-def _runs(cases: Sequence[Case]) -> Iterator[tuple[list[Case], Any, engine.EngineRun]]:
-    """(cases of one volume, the volume, its benchmark run) for every single-sequence volume of `cases`."""
-    root = volumes_dir()
-    for key in dict.fromkeys(c.volume_key for c in cases):
-        group = [c for c in cases if c.volume_key == key]
-        volume = load_volume(group[0], root)
-        path, _report = engine.run_segment(volume.paths, {"seed": 0, "train_epochs": None})
-        yield group, volume, engine.load_run(path, volume.paths)
 
 
 def _iterated(
@@ -126,7 +116,7 @@ def probe_growth(cases: Sequence[Case], figure: Optional[Path]) -> None:
     totals["iterated"] = []
     totals.update({name: [] for name in AFTER_GROWTH})
     panels: list[dict[str, Any]] = []
-    for group, volume, run in _runs(cases):
+    for group, volume, run in engine.benchmark_runs(cases):
         for case in group:
             truth = load_reference(case, root).astype(bool)
             seed = engine.innermost_point(truth, volume.spacing)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import volume_engine as engine  # noqa: E402
-from volume_cases import ALL_CASES, Case, load_reference, load_volume, select_cases, volumes_dir  # noqa: E402
+from volume_cases import ALL_CASES, Case, load_reference, select_cases, volumes_dir  # noqa: E402
 from volume_figures import draw_cases  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
@@ -101,23 +101,13 @@ ALTERNATIVES: dict[str, Callable[[np.ndarray, np.ndarray, Any], np.ndarray]] = {
 }
 
 
-def _runs(cases: Sequence[Case]) -> Iterator[tuple[list[Case], Any, engine.EngineRun]]:
-    """(cases of one volume, the volume, its benchmark run) for every volume of `cases`."""
-    root = volumes_dir()
-    for key in dict.fromkeys(c.volume_key for c in cases):
-        group = [c for c in cases if c.volume_key == key]
-        volume = load_volume(group[0], root)
-        path, _report = engine.run_segment(volume.paths, {"seed": 0, "train_epochs": None})
-        yield group, volume, engine.load_run(path, volume.paths)
-
-
 def probe_snap(cases: Sequence[Case], figure: Optional[Path], json_path: Optional[Path]) -> None:
     root = volumes_dir()
     names = ["unsnapped", "engine", *ALTERNATIVES]
     totals: dict[str, list[float]] = {name: [] for name in names}
     rows: list[dict[str, Any]] = []
     panels: list[dict[str, Any]] = []
-    for group, volume, run in _runs(cases):
+    for group, volume, run in engine.benchmark_runs(cases):
         for case in group:
             truth = load_reference(case, root).astype(bool)
             seed = engine.innermost_point(truth, volume.spacing)

@@ -1,10 +1,12 @@
-"""Shared fixtures: the paper's retina data (../shared/data/retina), a fixed numpy seed, one torch thread."""
+"""Shared fixtures: the paper's retina data (../shared/data/retina), the 3D benchmark's cases (../shared/data/volumes),
+a fixed numpy seed, one torch thread."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -38,6 +40,30 @@ def retina_pairs(retina_dir: Path) -> list[tuple[Path, Path]]:
             pairs.append((image, label))
     assert len(pairs) == 56, f"expected 56 retina pairs, found {len(pairs)}"
     return pairs
+
+
+VolumeCase = tuple[np.ndarray, np.ndarray, tuple[float, float, float]]
+
+
+@pytest.fixture(scope="session")
+def volume_case() -> Callable[[str], VolumeCase]:
+    """Loader of one 3D benchmark case by name (benchmarks/volume_cases.py): (image, expert mask, spacing x, y, z).
+    Missing data fails the test (CI has the shared volumes)."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    try:
+        from volume_cases import load_reference, load_volume, select_cases, volumes_dir
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+
+    def load(name: str) -> VolumeCase:
+        root = volumes_dir()
+        if not root.is_dir():
+            pytest.fail(f"3D volumes not found at {root} (set CUTS_VOLUMES_DIR)")
+        case = select_cases([name])[0]
+        volume = load_volume(case, root)
+        return volume.image, load_reference(case, root).astype(bool), volume.spacing
+
+    return load
 
 
 #: Test processes at most (pyproject's ``-n auto``): the heaviest files hold a segmented scan of a few GB each.

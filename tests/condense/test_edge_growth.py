@@ -21,7 +21,7 @@ from CUTSSegmentationLib.condense.structures import structure_at_seed
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from volume_cases import load_reference, load_volume, select_cases, volumes_dir  # noqa: E402
+from volume_cases import volumes_dir  # noqa: E402
 from volume_engine import innermost_point  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
@@ -31,24 +31,14 @@ IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 IN_PLANE[1] = ndi.generate_binary_structure(2, 1)
 
 
-def _case(name: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """(image, expert mask, spacing x, y, z) of one benchmark case."""
-    root = volumes_dir()
-    if not root.is_dir():
-        pytest.fail(f"3D volumes not found at {root} (set CUTS_VOLUMES_DIR)")
-    case = select_cases([name])[0]
-    volume = load_volume(case, root)
-    return volume.image, load_reference(case, root).astype(bool), volume.spacing
-
-
 def _grown_and_snapped(region: np.ndarray, image: np.ndarray, spacing) -> np.ndarray:
     """What the engine's own click keeps of `region`: grown to the image's edge, then snapped out to it."""
     return snap_outward(grow_to_edge(region, image, spacing)[0], image, spacing)
 
 
 @pytest.fixture(scope="module")
-def spleen():
-    return _case("spleen2-ct-spleen")
+def spleen(volume_case):
+    return volume_case("spleen2-ct-spleen")
 
 
 @pytest.mark.parametrize("short_by", [2, 3])
@@ -61,9 +51,9 @@ def test_a_spleen_short_of_its_rim_grows_back_to_its_outline(spleen, short_by: i
     assert not np.array_equal(region, grown) and region.sum() < grown.sum() < 1.2 * truth.sum()
 
 
-def test_a_tumour_in_muscle_of_its_own_density_does_not_grow() -> None:
+def test_a_tumour_in_muscle_of_its_own_density_does_not_grow(volume_case) -> None:
     """Growth into the thigh's muscle never stops within 32 mm: a leak, and the region stays as it was."""
-    image, truth, spacing = _case("sarcoma-sts001-ct-gtv")
+    image, truth, spacing = volume_case("sarcoma-sts001-ct-gtv")
     region = ndi.binary_erosion(truth, IN_PLANE, iterations=2)
     grown, reach = grow_to_edge(region, image, spacing)
     assert reach is None and np.array_equal(grown, region)

@@ -8,40 +8,21 @@ outline, where a band as deep as half the cord would jump to the sheath's; on no
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
 from CUTSSegmentationLib.condense.edge_snap import snap_outward
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from volume_cases import load_reference, load_volume, select_cases, volumes_dir  # noqa: E402
-from volume_scoring import dice  # noqa: E402
-
-sys.path.remove(str(REPO / "benchmarks"))
+from CUTSSegmentationLib.evaluate.metrics import dice
 
 IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
 IN_PLANE[1] = ndi.generate_binary_structure(2, 1)
 
 
-def _case(name: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """(image, expert mask, spacing x, y, z) of one benchmark case."""
-    root = volumes_dir()
-    if not root.is_dir():
-        pytest.fail(f"3D volumes not found at {root} (set CUTS_VOLUMES_DIR)")
-    case = select_cases([name])[0]
-    volume = load_volume(case, root)
-    return volume.image, load_reference(case, root).astype(bool), volume.spacing
-
-
-def test_a_glioma_short_of_its_rim_snaps_out_to_it_better_than_a_dilation() -> None:
+def test_a_glioma_short_of_its_rim_snaps_out_to_it_better_than_a_dilation(volume_case) -> None:
     """Whole tumour in FLAIR, 1 mm voxels, two voxels short of the expert outline in every slice (Dice 0.85):
     the snap reaches 0.92 and more, above a one-voxel dilation of the same region, and keeps all of it."""
-    image, truth, spacing = _case("brats-pat0002-flair-wt")
+    image, truth, spacing = volume_case("brats-pat0002-flair-wt")
     region = ndi.binary_erosion(truth, IN_PLANE, iterations=2)
     snapped = snap_outward(region, image, spacing)
     assert np.all(snapped[region]) and snapped.sum() < 1.2 * truth.sum()
@@ -50,18 +31,18 @@ def test_a_glioma_short_of_its_rim_snaps_out_to_it_better_than_a_dilation() -> N
 
 
 @pytest.mark.parametrize("name", ["spine-t2-cord", "spine-t1-cord"])
-def test_a_thin_cord_keeps_its_own_outline(name: str) -> None:
+def test_a_thin_cord_keeps_its_own_outline(volume_case, name: str) -> None:
     """The cord (about 4 mm deep) keeps its expert outline exactly; a band half its depth wide, with no check
     of the outline's contrast, moves it out into the fluid around it (Dice 1 -> below 0.95): the band's depth
     limit alone keeps it."""
-    image, truth, spacing = _case(name)
+    image, truth, spacing = volume_case(name)
     assert np.array_equal(snap_outward(truth, image, spacing), truth)
     assert dice(snap_outward(truth, image, spacing, depth_fraction=0.5, min_contrast=0.0), truth) < 0.95
 
 
-def test_no_edge_no_snap() -> None:
+def test_no_edge_no_snap(volume_case) -> None:
     """On noise the gradient's ridge is anywhere in the band: the outline it gives is no edge and is not kept."""
-    _image, truth, spacing = _case("spleen2-ct-spleen")
+    _image, truth, spacing = volume_case("spleen2-ct-spleen")
     region = ndi.binary_erosion(truth, IN_PLANE, iterations=2)
     noise = np.random.default_rng(0).normal(100.0, 5.0, truth.shape).astype(np.float32)
     assert np.array_equal(snap_outward(region, noise, spacing), region)
@@ -114,10 +95,10 @@ def _snap_on_the_whole_box(region: np.ndarray, image: np.ndarray, spacing) -> np
 
 
 @pytest.mark.parametrize("name", ["spleen2-ct-spleen", "brats-pat0002-flair-wt"])
-def test_the_watershed_on_the_band_equals_the_whole_box(name: str) -> None:
+def test_the_watershed_on_the_band_equals_the_whole_box(volume_case, name: str) -> None:
     """Flooding only the band (and the markers' voxels beside it), with SimpleITK's distances, gives exactly
     the outline the whole box's flood gives with scipy's."""
-    image, truth, spacing = _case(name)
+    image, truth, spacing = volume_case(name)
     region = ndi.binary_erosion(truth, IN_PLANE, iterations=2)
     expected = _snap_on_the_whole_box(region, image, spacing)
     assert not np.array_equal(expected, region)
