@@ -17,6 +17,28 @@ import numpy as np
 COLOURS = {"reference": "#2ca02c", "engine": "#d62728", "baseline": "#ffdd00"}
 
 
+def click_panel(
+    title: str,
+    image: np.ndarray,
+    spacing_xyz: Sequence[float],
+    seed_xyz: Sequence[int],
+    reference: np.ndarray,
+    engine: np.ndarray,
+    baseline: np.ndarray,
+) -> dict[str, Any]:
+    """The panel of `draw_cases` for the axial slice through a click: (Z, Y, X) volumes cut at the seed's z."""
+    z = int(seed_xyz[2])
+    return {
+        "title": title,
+        "image": image[z],
+        "reference": reference[z],
+        "engine": engine[z],
+        "baseline": baseline[z],
+        "seed_yx": (seed_xyz[1], seed_xyz[0]),
+        "aspect": spacing_xyz[1] / spacing_xyz[0],
+    }
+
+
 def _crop(reference: np.ndarray, seed_yx: Sequence[int], margin: float = 0.35) -> tuple[slice, slice]:
     """The structure's bounding box on this slice grown by `margin` of its size (at least 12 pixels)."""
     ys, xs = np.nonzero(reference)

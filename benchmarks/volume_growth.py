@@ -34,7 +34,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import volume_engine as engine  # noqa: E402
 from volume_cases import CASES, Case, load_reference, select_cases, volumes_dir  # noqa: E402
-from volume_figures import draw_cases  # noqa: E402
+from volume_figures import click_panel, draw_cases  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
 from CUTSSegmentationLib import pipeline  # noqa: E402
@@ -147,18 +147,8 @@ def probe_growth(cases: Sequence[Case], figure: Optional[Path]) -> None:
                 flush=True,
             )
             if reach is not None:
-                z = seed[2]
-                panels.append(
-                    {
-                        "title": f"{case.name}\n{scores['member']:.2f} -> {scores['engine']:.2f} ({reach:g} mm)",
-                        "image": volume.image[z],
-                        "reference": truth[z],
-                        "engine": kept[z],
-                        "baseline": member[z],
-                        "seed_yx": (seed[1], seed[0]),
-                        "aspect": volume.spacing[1] / volume.spacing[0],
-                    }
-                )
+                title = f"{case.name}\n{scores['member']:.2f} -> {scores['engine']:.2f} ({reach:g} mm)"
+                panels.append(click_panel(title, volume.image, volume.spacing, seed, truth, kept, member))
     if totals["member"]:
         means = ", ".join(f"{name} {np.mean(values):.3f}" for name, values in totals.items())
         print(f"MEAN over {len(totals['member'])} expert cases: {means}", flush=True)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import volume_engine as engine  # noqa: E402
 from volume_cases import ALL_CASES, Case, load_reference, select_cases, volumes_dir  # noqa: E402
-from volume_figures import draw_cases  # noqa: E402
+from volume_figures import click_panel, draw_cases  # noqa: E402
 from volume_scoring import dice  # noqa: E402
 
 from CUTSSegmentationLib import pipeline  # noqa: E402
@@ -127,18 +127,8 @@ def probe_snap(cases: Sequence[Case], figure: Optional[Path], json_path: Optiona
                 f"{case.name} (+{added:,} voxels): " + ", ".join(f"{n} {v:.3f}" for n, v in scores.items()), flush=True
             )
             if added and case.group != "multi-sequence":
-                z = seed[2]
-                panels.append(
-                    {
-                        "title": f"{case.name}\n{scores['unsnapped']:.2f} -> {scores['engine']:.2f}",
-                        "image": volume.image[z],
-                        "reference": truth[z],
-                        "engine": kept[z],
-                        "baseline": unsnapped[z],
-                        "seed_yx": (seed[1], seed[0]),
-                        "aspect": volume.spacing[1] / volume.spacing[0],
-                    }
-                )
+                title = f"{case.name}\n{scores['unsnapped']:.2f} -> {scores['engine']:.2f}"
+                panels.append(click_panel(title, volume.image, volume.spacing, seed, truth, kept, unsnapped))
     means = {name: float(np.mean(values)) for name, values in totals.items() if values}
     if means:
         print(f"MEAN over {len(totals['engine'])} expert cases: " + ", ".join(f"{n} {v:.3f}" for n, v in means.items()))
