@@ -27,7 +27,6 @@ from unittest import mock
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import watershed
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -71,22 +70,11 @@ def dilated_mm(region: np.ndarray, spacing_xyz: Sequence[float], mm: float) -> n
 
 def snapped_both_ways(region: np.ndarray, image: np.ndarray, spacing_xyz: Sequence[float]) -> np.ndarray:
     """The watershed's outline in the snap's band, taken as it is: it may also cut into the structure."""
-    spacing = voxel_size_zyx(spacing_xyz, region.ndim)
-    image = image if image.ndim == region.ndim + 1 else image[..., None]
-    margin = edge_snap.SNAP_REACH_MM + 4.0 * edge_snap.GRADIENT_SIGMA_MM
-    box = padded_box(
-        ndi.find_objects(region.view(np.uint8))[0], region.shape, [int(np.ceil(margin / s)) + 1 for s in spacing]
-    )
-    inside = region[box]
-    depth_in = squared_distance_to(~inside, spacing)
-    band = min(edge_snap.SNAP_REACH_MM, edge_snap.SNAP_DEPTH_FRACTION * float(np.sqrt(depth_in.max())))
-    if band < min(spacing):
-        return region.copy()
-    markers = np.zeros(inside.shape, dtype=np.uint8)
-    markers[depth_in > band**2] = 1
-    markers[squared_distance_to(inside, spacing) > band**2] = 2
+    outline = edge_snap.snap_outline(region, image, spacing_xyz)
     out = region.copy()
-    out[box] = watershed(edge_snap.gradient_magnitude(image[box], inside, spacing), markers) == 1
+    if outline is not None:
+        box, mask = outline
+        out[box] = mask
     return out
 
 

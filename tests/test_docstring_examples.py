@@ -8,10 +8,14 @@ import importlib
 import pytest
 
 MODULES = [
+    "CUTSSegmentationLib.core.distances",
     "CUTSSegmentationLib.core.job_plan",
     "CUTSSegmentationLib.core.label_dtypes",
     "CUTSSegmentationLib.core.overall_progress",
     "CUTSSegmentationLib.core.progress",
+    "CUTSSegmentationLib.condense.boundary",
+    "CUTSSegmentationLib.condense.edge_growth",
+    "CUTSSegmentationLib.condense.edge_snap",
     "CUTSSegmentationLib.condense.hierarchy",
     "CUTSSegmentationLib.condense.structures",
     "CUTSSegmentationLib.condense.zoom",

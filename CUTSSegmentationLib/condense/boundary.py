@@ -12,9 +12,10 @@ See docs/benchmarks.md ("3D volumes: the edge of the structure") for the measure
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
+from scipy import ndimage as ndi
 
 #: Thickness, in voxels, of the shell around a region that its inside is compared with (1, 2 and 4 voxels
 #: chose the same members on the development volumes).
@@ -51,9 +52,7 @@ def boundary_contrast(region: np.ndarray, image: np.ndarray, shell_voxels: int =
     128.0
     """
     region = np.asarray(region, dtype=bool)
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == region.ndim:
-        image = image[..., None]
+    image = with_channels(np.asarray(image, dtype=np.float32), region.ndim)
     shell = shell_around(region, shell_voxels)
     if not shell.any():
         return 0.0
@@ -90,7 +89,7 @@ def dilated_by_cube(mask: np.ndarray, radius: int) -> np.ndarray:
     Examples
     --------
     >>> mask = np.zeros((5, 5), dtype=bool); mask[2, 2] = True
-    >>> dilated_by_cube(mask, 1).astype(int).sum(), dilated_by_cube(mask, 2).all()
+    >>> int(dilated_by_cube(mask, 1).sum()), bool(dilated_by_cube(mask, 2).all())
     (9, True)
     """
     out = np.array(mask, dtype=bool)
@@ -122,3 +121,35 @@ def padded_box(box: Sequence[slice], shape: Sequence[int], pad: Union[int, Seque
     """`box` grown by `pad` voxels on every side (one number, or one per axis), clipped to `shape`."""
     pads = [int(pad)] * len(box) if isinstance(pad, (int, np.integer)) else [int(p) for p in pad]
     return tuple(slice(max(0, b.start - p), min(int(n), b.stop + p)) for b, p, n in zip(box, pads, shape))
+
+
+def box_around(region: np.ndarray, spacing_zyx: Sequence[float], margin_mm: float) -> Optional[tuple[slice, ...]]:
+    """The bounding box of `region` grown by ``ceil(margin_mm / spacing) + 1`` voxels along each axis, clipped to
+    its shape; None for an empty region: the part of the image a structure's growth or snap can reach.
+
+    Examples
+    --------
+    >>> region = np.zeros((3, 20), dtype=bool); region[1, 8:10] = True
+    >>> box_around(region, (1.0, 2.0), 3.0)  # 4 rows (clipped) and 3 columns either side
+    (slice(0, 3, None), slice(5, 13, None))
+    >>> box_around(np.zeros((3, 3), dtype=bool), (1.0, 1.0), 3.0) is None
+    True
+    """
+    region = np.asarray(region, dtype=bool)
+    objects = ndi.find_objects(region.view(np.uint8))
+    if not objects:
+        return None
+    return padded_box(objects[0], region.shape, [int(np.ceil(margin_mm / s)) + 1 for s in spacing_zyx])
+
+
+def with_channels(image: np.ndarray, ndim: int) -> np.ndarray:
+    """`image` with a trailing channel axis (one channel where its `ndim` spatial axes have none), so that
+    single- and multi-channel images are read channel by channel alike.
+
+    Examples
+    --------
+    >>> with_channels(np.zeros((4, 5)), 2).shape, with_channels(np.zeros((4, 5, 3)), 2).shape
+    ((4, 5, 1), (4, 5, 3))
+    """
+    image = np.asarray(image)
+    return image[..., None] if image.ndim == ndim else image

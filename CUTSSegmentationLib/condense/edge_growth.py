@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..core.imagedata import voxel_size_zyx
-from .boundary import boundary_contrast, padded_box, robust_centre_and_spread
+from .boundary import boundary_contrast, box_around, robust_centre_and_spread, with_channels
 
 #: How far (mm) the growth may reach, doubling: the structure is grown to each in turn.
 GROWTH_DISTANCES_MM: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
@@ -80,15 +80,11 @@ def grow_to_edge(
     (`boundary.boundary_contrast`).
     """
     region = np.asarray(region, dtype=bool)
-    image = np.asarray(image)
-    if image.ndim == region.ndim:
-        image = image[..., None]
+    image = with_channels(image, region.ndim)
     spacing = voxel_size_zyx(spacing_xyz, region.ndim)
-    objects = ndi.find_objects(region.view(np.uint8))
-    if not objects:
+    box = box_around(region, spacing, float(distances_mm[-1]))
+    if box is None:
         return region, None
-    reach = float(distances_mm[-1])
-    box = padded_box(objects[0], region.shape, [int(np.ceil(reach / s)) + 1 for s in spacing])
     inside = region[box]
     alike = _alike(inside, image[box], spreads)
     bands = distance_bands(inside, spacing, distances_mm)

@@ -23,7 +23,7 @@ from skimage.segmentation import watershed
 
 from ..core.distances import squared_distance_to
 from ..core.imagedata import voxel_size_zyx
-from .boundary import boundary_contrast, padded_box, robust_centre_and_spread
+from .boundary import boundary_contrast, box_around, robust_centre_and_spread, with_channels
 from .edge_growth import GROWTH_SPREADS
 
 #: The widest band (mm) around the structure the outline may move through.
@@ -79,20 +79,62 @@ def snap_outward(
     [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     """
     region = np.asarray(region, dtype=bool)
-    image = np.asarray(image)
-    if image.ndim == region.ndim:
-        image = image[..., None]
+    outline = snap_outline(region, image, spacing_xyz, reach_mm=reach_mm, depth_fraction=depth_fraction)
+    out = region.copy()
+    if outline is None:
+        return out
+    box, within = outline
+    snapped = region[box] | within
+    if boundary_contrast(snapped, np.asarray(image)[box]) >= min_contrast:
+        out[box] = snapped
+    return out
+
+
+def snap_outline(
+    region: np.ndarray,
+    image: np.ndarray,
+    spacing_xyz: Optional[Sequence[float]] = None,
+    *,
+    reach_mm: float = SNAP_REACH_MM,
+    depth_fraction: float = SNAP_DEPTH_FRACTION,
+) -> Optional[tuple[tuple[slice, ...], np.ndarray]]:
+    """The watershed's outline around `region`, both ways: what lies inside the image's strongest edge in the
+    band around the region's outline, which may also leave out some of the region (`snap_outward` keeps only
+    what it adds).
+
+    Parameters
+    ----------
+    region, image, spacing_xyz, reach_mm, depth_fraction
+        As `snap_outward`'s.
+
+    Returns
+    -------
+    (tuple of slice, np.ndarray) or None
+        The box around the region the snap works in (the band and the gradient's support beyond it) and the
+        bool mask, in that box, of the watershed's inside (flooded from the voxels deeper inside the region
+        than the band); None where the region is empty or the band is thinner than a voxel.
+
+    Examples
+    --------
+    >>> image = np.zeros((1, 30)); image[0, 8:22] = 10.0
+    >>> region = np.zeros((1, 30), dtype=bool); region[0, 6:24] = True  # two voxels beyond the edge each side
+    >>> box, within = snap_outline(region, image, depth_fraction=0.5)
+    >>> box
+    (slice(0, 1, None), slice(0, 30, None))
+    >>> np.flatnonzero(within[0]).tolist()  # back to the edge, inside the region
+    [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+    """
+    region = np.asarray(region, dtype=bool)
+    image = with_channels(image, region.ndim)
     spacing = voxel_size_zyx(spacing_xyz, region.ndim)
-    objects = ndi.find_objects(region.view(np.uint8))
-    if not objects:
-        return region.copy()
-    margin = reach_mm + 4.0 * GRADIENT_SIGMA_MM  # the band and the Gaussian's support beyond it
-    box = padded_box(objects[0], region.shape, [int(np.ceil(margin / s)) + 1 for s in spacing])
+    box = box_around(region, spacing, reach_mm + 4.0 * GRADIENT_SIGMA_MM)  # the band and the Gaussian's support
+    if box is None:
+        return None
     inside = region[box]
     depth_in = squared_distance_to(~inside, spacing)  # squared mm to the nearest voxel outside
     band = min(float(reach_mm), depth_fraction * float(np.sqrt(depth_in.max())))
     if band < min(spacing):
-        return region.copy()
+        return None
     depth_out = squared_distance_to(inside, spacing)
     # Only the band and the markers' voxels next to it take part: deeper marker voxels could only flood
     # voxels already marked, and leaving them out keeps the watershed to the band (seconds on a thorax CT).
@@ -102,11 +144,9 @@ def snap_outward(
     markers[depth_in > band**2] = 1
     markers[depth_out > band**2] = 2
     del depth_in, depth_out
-    snapped = inside | (watershed(gradient_magnitude(image[box], inside, spacing), markers, mask=near) == 1)
-    out = region.copy()
-    if boundary_contrast(snapped, image[box]) >= min_contrast:
-        out[box] = snapped
-    return out
+    within = watershed(gradient_magnitude(image[box], inside, spacing), markers, mask=near) == 1
+    within |= markers == 1  # the deep inside left out of the flood is the watershed's inside too
+    return box, within
 
 
 def gradient_magnitude(image: np.ndarray, inside: np.ndarray, spacing_zyx: Sequence[float]) -> np.ndarray:
