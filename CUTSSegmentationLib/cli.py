@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .condense.hierarchy import AUTO, PERSISTENT, Hierarchy, parse_level
-from .condense.structures import Structure, labelled_seed, structure_at_seed
+from .condense.structures import Structure, labelled_seed, snapped_structure, structure_at_seed
 from .condense.zoom import finest_region, region_millilitres
 from .core.errors import InputError
 from .core.exit_codes import EXIT_OK, run_command
@@ -252,18 +252,20 @@ def cmd_binarize(args: argparse.Namespace) -> int:
     if level == AUTO:
         labelled_seed(hierarchy.levels, seed)  # a bad seed fails before the image is read
         image, intensities = _segmented_image(args, hierarchy)
+        closer = {"auto": None, "always": True, "never": False}[args.closer]
+        looks = bool(closer or (closer is None and not args.whole_class))
         structure = structure_at_seed(
             hierarchy.levels,
             seed,
             whole_class=args.whole_class,
             image=intensities,
             spacing_xyz=hierarchy.geometry.spacing,
+            snap=not looks,  # the closer look snaps only the structure it keeps
         )
         if image is None:
             print("note: without the segmented image (--image) the level follows region sizes alone", file=sys.stderr)
-        closer = {"auto": None, "always": True, "never": False}[args.closer]
-        if closer or (closer is None and not args.whole_class):
-            structure = _closer_look(args, hierarchy, seed, structure, image)
+        if looks:
+            structure = _closer_look(args, hierarchy, seed, structure, image, intensities)
         if structure.box_mm is not None:
             where = f"level {structure.level} of the hierarchy of a {structure.box_mm:g} mm box around the seed"
         else:
@@ -298,10 +300,16 @@ def _segmented_image(
 
 
 def _closer_look(
-    args: argparse.Namespace, hierarchy: Hierarchy, seed, structure: Structure, image: Optional[ImageData]
+    args: argparse.Namespace,
+    hierarchy: Hierarchy,
+    seed,
+    structure: Structure,
+    image: Optional[ImageData],
+    intensities: Optional[np.ndarray],
 ) -> Structure:
     """The structure the hierarchies of boxes around the seed agree on where it is needed (``--closer auto``:
-    `structure_at_click`) or asked for (``--closer always``), or `structure` with a note why not.
+    `structure_at_click`) or asked for (``--closer always``), or `structure` (unsnapped, `structure_at_seed(...,
+    snap=False)`; snapped to the image's edge here) with a note why not.
 
     Needs the segmented image (`_segmented_image`) and its encoder (``--model``, else the model.safetensors
     `cuts segment` wrote beside the hierarchy). With ``--closer auto`` a region under the seed small enough to be
@@ -313,7 +321,7 @@ def _closer_look(
     always = args.closer == "always"
     if hierarchy.is_2d:
         if not always:
-            return structure
+            return _kept_as_found(structure, intensities, hierarchy)
         raise InputError("--closer always needs a volume; this hierarchy is of a 2D image")
     needed = always or needs_closer_look(hierarchy, structure)
     missing = []
@@ -324,14 +332,14 @@ def _closer_look(
     if missing and always:
         raise InputError(f"--closer always needs {' and '.join(missing)}")
     if missing and not needed:
-        return structure
+        return _kept_as_found(structure, intensities, hierarchy)
     if missing:
         print(
             f"note: the region under the seed at the finest level is {size}, too large to be one structure; "
             f"give {' and '.join(missing)} to look closer around the seed",
             file=sys.stderr,
         )
-        return structure
+        return _kept_as_found(structure, intensities, hierarchy)
     why = f"the finest region under it is {size}" if needed else "whether the region under it is one structure"
     print(f"looking closer around the seed ({why})", file=sys.stderr)
     return structure_at_click(
@@ -344,6 +352,14 @@ def _closer_look(
         look_closer=True if always else None,
         progress=_progress(args.progress),
     )
+
+
+def _kept_as_found(structure: Structure, intensities: Optional[np.ndarray], hierarchy: Hierarchy) -> Structure:
+    """The whole hierarchy's structure kept without a closer look: snapped to the image's edge where the image
+    is there (`snapped_structure`), as `structure_at_seed` would have."""
+    if intensities is None:
+        return structure
+    return snapped_structure(structure, intensities, hierarchy.geometry.spacing)
 
 
 def _recorded_inputs(hierarchy: Hierarchy) -> list[str]:

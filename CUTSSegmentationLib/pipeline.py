@@ -20,7 +20,7 @@ from .condense.edge_snap import snap_outward
 from .condense.features import condensation_features
 from .condense.hierarchy import Hierarchy, level_maps
 from .condense.persistence import persistent_level_indices, persistent_structures
-from .condense.structures import Structure, structure_at_seed
+from .condense.structures import Structure, snapped_structure, structure_at_seed
 from .condense.zoom import ZOOM_SIDES_MM, is_unresolved, splits_whole, structure_in_boxes
 from .core.device import is_accelerator, resolve_device
 from .core.errors import InputError
@@ -305,7 +305,9 @@ def structure_at_click(
     sides_mm : sequence of float
         Sides of the boxes around the seed.
     structure : Structure, optional
-        `structure_at_seed(hierarchy.levels, seed_index_xyz, ...)` when the caller has it already.
+        `structure_at_seed(hierarchy.levels, seed_index_xyz, image=..., spacing_xyz=..., snap=False)` when the
+        caller has it already: with the image it is snapped here (`condense.structures.snapped_structure`) where
+        it is kept or compared, not where the boxes' structure replaces it unseen.
     look_closer : bool, optional
         True: keep the boxes' structure whatever the region's size; False: never look closer; None: look
         closer in a volume with its image and encoder, and keep the boxes' structure where it is needed.
@@ -325,13 +327,15 @@ def structure_at_click(
     intensities = None if image is None else image_voxels(hierarchy, image)
     spacing = hierarchy.geometry.spacing
     if structure is None:
-        structure = structure_at_seed(hierarchy.levels, seed_index_xyz, image=intensities, spacing_xyz=spacing)
+        structure = structure_at_seed(
+            hierarchy.levels, seed_index_xyz, image=intensities, spacing_xyz=spacing, snap=False
+        )
     compare = False
     if look_closer is None:
         look_closer = image is not None and model is not None and not hierarchy.is_2d
         compare = look_closer and not needs_closer_look(hierarchy, structure)
     if not look_closer:
-        return structure
+        return structure if intensities is None else snapped_structure(structure, intensities, spacing)
     if hierarchy.is_2d:
         raise InputError("looking closer around a seed needs a volume; this hierarchy is of a 2D image")
     if image is None or model is None:
@@ -354,10 +358,10 @@ def structure_at_click(
     mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factors, hierarchy.shape).reshape(hierarchy.shape)
     mask, grown_mm = grow_to_edge(mask.astype(bool), intensities, spacing)
     mask = snap_outward(mask, intensities, spacing)
-    if compare and not splits_whole(
-        structure.mask, mask, box_on_image_grid(zoomed.box, factors, hierarchy.shape), intensities
-    ):
-        return structure
+    if compare:
+        structure = snapped_structure(structure, intensities, spacing)
+        if not splits_whole(structure.mask, mask, box_on_image_grid(zoomed.box, factors, hierarchy.shape), intensities):
+            return structure
     return Structure(
         mask=mask,
         level=zoomed.level,

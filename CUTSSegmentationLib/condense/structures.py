@@ -16,7 +16,7 @@ See docs/architecture.md ("Structures") for the measurements behind the rule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -321,6 +321,7 @@ def structure_at_seed(
     connectivity: int = 1,
     image: Optional[np.ndarray] = None,
     spacing_xyz: Optional[Sequence[float]] = None,
+    snap: bool = True,
 ) -> Structure:
     """The structure under a seed: its connected region at the chosen level of the hierarchy.
 
@@ -346,7 +347,11 @@ def structure_at_seed(
         (`edge_snap.snap_outward`). Without it the level is chosen from the region's sizes
         alone and the structure is the level's region.
     spacing_xyz : sequence of float, optional
-        Voxel size (x, y[, z]) in mm, for the growth to the image's edge; None: 1 along every axis.
+        Voxel size (x, y[, z]) in mm, for the growth to the image's edge and the snap to it; None: 1 along every
+        axis.
+    snap : bool
+        False: the grown structure is left unsnapped, for a caller that snaps (`edge_snap.snap_outward`) only
+        the structure it keeps.
 
     Returns
     -------
@@ -385,7 +390,8 @@ def structure_at_seed(
         mask = chain_member(levels, chain, chosen, fill_holes=fill_holes, connectivity=connectivity)
         if level is None and image is not None:
             mask, grown_mm = grow_to_edge(mask, image, spacing_xyz)
-            mask = snap_outward(mask, image, spacing_xyz)
+            if snap:
+                mask = snap_outward(mask, image, spacing_xyz)
     return Structure(
         mask=mask,
         level=chosen,
@@ -394,3 +400,11 @@ def structure_at_seed(
         chain_sizes=chain.sizes,
         grown_mm=grown_mm,
     )
+
+
+def snapped_structure(structure: Structure, image: np.ndarray, spacing_xyz: Optional[Sequence[float]]) -> Structure:
+    """`structure` (from `structure_at_seed(..., snap=False)`) with its outline moved out to the image's edge
+    (`edge_snap.snap_outward`), as `structure_at_seed` snaps it with the image: for a caller that snaps only the
+    structure it keeps, the snap of a large region taking seconds."""
+    mask = snap_outward(structure.mask, image, spacing_xyz)
+    return replace(structure, mask=mask, voxels=int(mask.sum()))

@@ -13,6 +13,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from CUTSSegmentationLib.condense.edge_snap import snap_outward
+from CUTSSegmentationLib.condense.structures import snapped_structure, structure_at_seed
 from CUTSSegmentationLib.evaluate.metrics import dice
 
 IN_PLANE = np.zeros((3, 3, 3), dtype=bool)
@@ -103,3 +104,18 @@ def test_the_watershed_on_the_band_equals_the_whole_box(volume_case, name: str) 
     expected = _snap_on_the_whole_box(region, image, spacing)
     assert not np.array_equal(expected, region)
     assert np.array_equal(snap_outward(region, image, spacing, min_contrast=0.0), expected)
+
+
+def test_a_structure_snapped_where_it_is_kept_equals_the_click_snapped_at_once(volume_case) -> None:
+    """A caller that defers the snap (`structure_at_seed(..., snap=False)`, then `snapped_structure` on the
+    structure it keeps, as the closer look does) keeps the same voxels as the click that snaps at once; the
+    deferred structure is the unsnapped one (the snap moves this glioma's outline)."""
+    image, truth, spacing = volume_case("brats-pat0002-flair-wt")
+    region = ndi.binary_erosion(truth, IN_PLANE, iterations=2)
+    levels = np.stack([np.where(region, 1, 2), np.ones(region.shape, dtype=int)]).astype(np.uint8)
+    seed = tuple(int(np.median(axis)) for axis in np.nonzero(region))[::-1]
+    at_once = structure_at_seed(levels, seed, image=image, spacing_xyz=spacing)
+    deferred = structure_at_seed(levels, seed, image=image, spacing_xyz=spacing, snap=False)
+    kept = snapped_structure(deferred, image, spacing)
+    assert np.array_equal(kept.mask, at_once.mask) and kept.voxels == at_once.voxels == int(at_once.mask.sum())
+    assert deferred.voxels < at_once.voxels and np.all(at_once.mask[deferred.mask])
