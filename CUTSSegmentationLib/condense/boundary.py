@@ -123,16 +123,16 @@ def padded_box(box: Sequence[slice], shape: Sequence[int], pad: Union[int, Seque
     return tuple(slice(max(0, b.start - p), min(int(n), b.stop + p)) for b, p, n in zip(box, pads, shape))
 
 
-def box_around(region: np.ndarray, spacing_zyx: Sequence[float], margin_mm: float) -> Optional[tuple[slice, ...]]:
+def region_box(region: np.ndarray, spacing_zyx: Sequence[float], margin_mm: float) -> Optional[tuple[slice, ...]]:
     """The bounding box of `region` grown by ``ceil(margin_mm / spacing) + 1`` voxels along each axis, clipped to
     its shape; None for an empty region: the part of the image a structure's growth or snap can reach.
 
     Examples
     --------
     >>> region = np.zeros((3, 20), dtype=bool); region[1, 8:10] = True
-    >>> box_around(region, (1.0, 2.0), 3.0)  # 4 rows (clipped) and 3 columns either side
+    >>> region_box(region, (1.0, 2.0), 3.0)  # 4 rows (clipped) and 3 columns either side
     (slice(0, 3, None), slice(5, 13, None))
-    >>> box_around(np.zeros((3, 3), dtype=bool), (1.0, 1.0), 3.0) is None
+    >>> region_box(np.zeros((3, 3), dtype=bool), (1.0, 1.0), 3.0) is None
     True
     """
     region = np.asarray(region, dtype=bool)

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..core.imagedata import voxel_size_zyx
-from .boundary import boundary_contrast, box_around, robust_centre_and_spread, with_channels
+from .boundary import boundary_contrast, region_box, robust_centre_and_spread, with_channels
 
 #: How far (mm) the growth may reach, doubling: the structure is grown to each in turn.
 GROWTH_DISTANCES_MM: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0, 32.0)
@@ -82,7 +82,7 @@ def grow_to_edge(
     region = np.asarray(region, dtype=bool)
     image = with_channels(image, region.ndim)
     spacing = voxel_size_zyx(spacing_xyz, region.ndim)
-    box = box_around(region, spacing, float(distances_mm[-1]))
+    box = region_box(region, spacing, float(distances_mm[-1]))
     if box is None:
         return region, None
     inside = region[box]

@@ -23,7 +23,7 @@ from skimage.segmentation import watershed
 
 from ..core.distances import squared_distance_to
 from ..core.imagedata import voxel_size_zyx
-from .boundary import boundary_contrast, box_around, robust_centre_and_spread, with_channels
+from .boundary import boundary_contrast, region_box, robust_centre_and_spread, with_channels
 from .edge_growth import GROWTH_SPREADS
 
 #: The widest band (mm) around the structure the outline may move through.
@@ -127,7 +127,7 @@ def snap_outline(
     region = np.asarray(region, dtype=bool)
     image = with_channels(image, region.ndim)
     spacing = voxel_size_zyx(spacing_xyz, region.ndim)
-    box = box_around(region, spacing, reach_mm + 4.0 * GRADIENT_SIGMA_MM)  # the band and the Gaussian's support
+    box = region_box(region, spacing, reach_mm + 4.0 * GRADIENT_SIGMA_MM)  # the band and the Gaussian's support
     if box is None:
         return None
     inside = region[box]
