@@ -43,7 +43,8 @@ Unsupervised, multigranular segmentation after the CUTS paper (Liu, Amodio et al
 <li><b>Run condensation</b> computes a coarse-to-fine hierarchy of segmentations. Move the <b>Granularity</b>
 slider to show another level, or press <b>Persistent structures</b>.</li>
 <li>Levels show in a preview: place a seed; <b>Add to segmentation</b> adds the structure under it as a new
-named segment (yours never change; <b>Undo</b>). <b>Show 3D</b>, <b>Export hierarchy</b>, <b>Show in Segment Editor</b>.</li>
+named segment (yours never change; <b>Undo</b>): at its own level, grown to the image's edge (the default), or
+at the level shown. <b>Show 3D</b>, <b>Export hierarchy</b>, <b>Show in Segment Editor</b>.</li>
 </ol>
 Jobs run in a background process: <b>Cancel</b> stops them and leaves the scene as it was. PyTorch comes from
 the PyTorch extension. Python console and batch use: see the module's documentation (docs/slicer-module.md).

@@ -114,22 +114,31 @@ def closer_look_args(
     hierarchy_path: PathLike,
     seed_xyz: Sequence[float],
     inputs: Sequence[PathLike],
-    model: PathLike,
+    model: Optional[PathLike],
     mask_out: PathLike,
     *,
     device: str = "auto",
+    closer: str = "always",
 ) -> list[str]:
-    """`cuts binarize H --seed X,Y,Z --closer always --image INPUT... --model M --out MASK --device D --progress lines`.
+    """`cuts binarize H --seed X,Y,Z --closer C --image INPUT... [--model M] --out MASK --device D --progress lines`.
 
-    The structure the hierarchies of boxes around the seed agree on (the engine's closer look); `inputs` are
-    the segmented volume's files in channel order, `model` the encoder that embedded them.
+    ``closer="always"``: the structure the hierarchies of boxes around the seed agree on (the engine's closer
+    look). ``closer="auto"``: the structure at its own level, as `cuts binarize --seed` keeps it (grown and
+    snapped to the image's edge; looked at closer where the hierarchy is too coarse and `model` is given).
+    `inputs` are the segmented volume's files in channel order, `model` the encoder that embedded them.
     """
     if not inputs:
         raise ValueError("closer_look_args needs the segmented input files")
+    if closer not in ("always", "auto"):
+        raise ValueError(f"closer must be 'always' or 'auto', not {closer!r}")
+    if model is None and closer == "always":
+        raise ValueError("a closer look needs the encoder that embedded the volume")
     seed = ",".join(f"{float(v):g}" for v in seed_xyz)
-    args = ["binarize", str(Path(hierarchy_path)), "--seed", seed, "--closer", "always"]
-    args += ["--image", *[str(Path(p)) for p in inputs], "--model", str(Path(model)), "--out", str(Path(mask_out))]
-    return args + ["--device", str(device), "--progress", "lines"]
+    args = ["binarize", str(Path(hierarchy_path)), "--seed", seed, "--closer", closer]
+    args += ["--image", *[str(Path(p)) for p in inputs]]
+    if model is not None:
+        args += ["--model", str(Path(model))]
+    return args + ["--out", str(Path(mask_out)), "--device", str(device), "--progress", "lines"]
 
 
 def engine_command(python: str, engine_args: Sequence[str]) -> list[str]:

@@ -29,12 +29,14 @@ from .bridge import (
 )
 from .hierarchy_export import levels_to_sequence, merge_tree_rows, merge_tree_table
 from .kept_structures import (
+    AUTOMATIC_LEVEL,
+    CLOSER_LOOK,
     LEVEL_TAG,
     PERSISTENCE_TAG,
     VOXELS_TAG,
     KeptStructure,
     SegmentationUndo,
-    add_closer_look,
+    add_found_structure,
     add_structure,
     choose_structure,
     segment_tag,
@@ -74,7 +76,9 @@ __all__ = [
     "VOXELS_TAG",
     "KeptStructure",
     "SegmentationUndo",
-    "add_closer_look",
+    "AUTOMATIC_LEVEL",
+    "CLOSER_LOOK",
+    "add_found_structure",
     "add_structure",
     "choose_structure",
     "clear_segments",

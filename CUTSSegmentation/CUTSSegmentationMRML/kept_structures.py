@@ -274,29 +274,35 @@ def _keep(
 
 #: The level tag of a structure a closer look around the seed found (it is no level of the hierarchy).
 CLOSER_LOOK = "closer look"
+#: The level tag of a structure the engine kept at its own level (`cuts binarize --seed`): a level of the
+#: hierarchy or a closer look, grown and snapped to the image's edge.
+AUTOMATIC_LEVEL = "automatic level"
 
 
-def add_closer_look(
+def add_found_structure(
     mask: np.ndarray,
     segmentation_node: Any,
     reference_volume_node: Any,
     name: str | None = None,
     color: Sequence[float] | None = None,
     undo: SegmentationUndo | None = None,
+    level_tag: str = CLOSER_LOOK,
 ) -> KeptStructure:
-    """Append a structure found by a closer look around a seed (`cuts binarize --closer always`) as one segment.
+    """Append a structure the engine found from a seed (`cuts binarize --seed`) as one segment.
 
-    Its level tag is "closer look" and it has no label tag (label 0 in the returned record): it comes from the
-    hierarchy of a box around the seed, not from a level of the volume's hierarchy. Same checks, undo
-    checkpoint and segment layout as `add_structure`.
+    Its level tag is `level_tag` ("closer look": `--closer always`; `AUTOMATIC_LEVEL`: the structure at its own
+    level, `--closer auto`) and it has no label tag (label 0 in the returned record): the engine's mask is no
+    single label of a level (a box's hierarchy, or a region grown to the image's edge). Default name
+    "Structure (<level tag>)". Same checks, undo checkpoint and segment layout as `add_structure`.
     """
     mask = np.asarray(mask, dtype=bool)
     voxels = int(np.count_nonzero(mask))
-    name = name or "Structure (closer look)"
+    name = name or f"Structure ({level_tag})"
     color = color if color is not None else label_colors([1])[1]
-    tags = {LEVEL_TAG: CLOSER_LOOK, PERSISTENCE_TAG: "1", VOXELS_TAG: str(voxels)}
-    segment_id = _keep(segmentation_node, reference_volume_node, mask, name, color, tags, ("closer", 0), undo)
-    return KeptStructure(segmentation_node, segment_id, name, CLOSER_LOOK, 0, 1, voxels)
+    tags = {LEVEL_TAG: level_tag, PERSISTENCE_TAG: "1", VOXELS_TAG: str(voxels)}
+    id_part = "closer" if level_tag == CLOSER_LOOK else "auto"
+    segment_id = _keep(segmentation_node, reference_volume_node, mask, name, color, tags, (id_part, 0), undo)
+    return KeptStructure(segmentation_node, segment_id, name, level_tag, 0, 1, voxels)
 
 
 def segment_tag(segment: Any, key: str) -> str | None:

@@ -50,6 +50,7 @@ class PanelParameters(Protocol):
     hierarchyNode: Any
     level: int
     showPersistent: bool
+    automaticLevel: bool
     seedPoints: Any
     outputSegmentation: Any
     previewSegmentation: Any
@@ -141,6 +142,19 @@ class PanelLogic(Protocol):
     ) -> Job: ...
 
     def finishCloserLookJob(self, job: Any, segmentationNode: Any, volumeNode: Any) -> Any: ...
+
+    def startAutomaticLevelJob(
+        self,
+        hierarchyNode: Any,
+        seed: Any,
+        volumeNode: Any,
+        device: str = "auto",
+        onProgress: Any = None,
+        onOutput: Any = None,
+        extraVolumes: Any = None,
+    ) -> Job: ...
+
+    def finishAutomaticLevelJob(self, job: Any, segmentationNode: Any, volumeNode: Any) -> Any: ...
 
     def clearCache(self) -> None: ...
 
@@ -378,7 +392,11 @@ class PanelController:
             level=level,
             persistentEnabled=hierarchy is not None and hierarchy.persistent is not None,
             # Placed points do not modify the parameter node: an empty point list is reported on the click.
-            addStructureEnabled=hierarchy is not None and p.seedPoints is not None and not busy,
+            # The automatic level runs the engine on the input's voxels: it needs the input as for condensation.
+            addStructureEnabled=hierarchy is not None
+            and p.seedPoints is not None
+            and not busy
+            and (hasInput or not self._automaticLevel()),
             lookCloserEnabled=hierarchy is not None
             and p.seedPoints is not None
             and hasInput
@@ -472,14 +490,21 @@ class PanelController:
             self.status = f"Encoder: {path}"
 
     def addStructureAtSeed(self) -> Any:
-        """Append the structure under the seed point, at the level shown, to the output segmentation.
+        """Append the structure under the seed point to the output segmentation.
 
-        The output segmentation is created (next to the input volume) when none is chosen; its own
-        segments are never changed, and Undo takes the addition back. Returns the kept structure.
+        With the automatic level (the default), the engine keeps the structure at its own level, grown and
+        snapped to the image's edge, or looked at closer where the hierarchy is too coarse (`cuts binarize
+        --seed`), in the background: None is returned and the segment is appended when the job ends. Otherwise
+        the structure at the level (or persistent map) shown is appended at once and returned. The output
+        segmentation is created (next to the input volume) when none is chosen; its own segments are never
+        changed, and Undo takes the addition back.
         """
         p = self.parameters
         hierarchy = self.currentHierarchy()
         if p is None or hierarchy is None or p.seedPoints is None or p.inputVolume is None:
+            return None
+        if self._automaticLevel():
+            self._startClickJob(automatic=True)
             return None
         if p.outputSegmentation is None or is_preview(p.outputSegmentation):
             p.outputSegmentation = self.logic.createSegmentationNode(p.inputVolume)
@@ -488,17 +513,30 @@ class PanelController:
         self.status = f"Added '{kept.name}' ({kept.voxels} voxels) to {p.outputSegmentation.GetName()}."
         return kept
 
+    def _automaticLevel(self) -> bool:
+        """Whether "Add" keeps the structure at its own level: asked for, and the persistent map not shown (a
+        structure of the persistent map is kept as the map holds it)."""
+        p = self.parameters
+        return p is not None and bool(p.automaticLevel) and not p.showPersistent
+
     def lookCloser(self) -> bool:
         """Start a closer look around the seed point (boxes around it condensed with the volume's encoder) in the
         background; its structure is appended to the output segmentation when it ends. False: nothing started."""
         p = self.parameters
-        if p is None or p.hierarchyNode is None or p.seedPoints is None or p.inputVolume is None or self.job:
+        if p is None or p.hierarchyNode is None or p.seedPoints is None or p.inputVolume is None:
             return False
-        if not self.ensureDependencies():
+        return self._startClickJob(automatic=False)
+
+    def _startClickJob(self, automatic: bool) -> bool:
+        """Start the engine's click on the seed point in the background: the structure at its own level
+        (`automatic`) or the closer look; what it finds is appended when the job ends. False: nothing started."""
+        p = self.parameters
+        if self.job is not None or not self.ensureDependencies():
             return False
         volumeNode, *extraVolumes = self.sequenceVolumes()
         device, self.status = choose_device(p.device, self.accelerators)
-        job = self.logic.startCloserLookJob(
+        start = self.logic.startAutomaticLevelJob if automatic else self.logic.startCloserLookJob
+        job = start(
             p.hierarchyNode,
             p.seedPoints,
             volumeNode,
@@ -507,14 +545,16 @@ class PanelController:
             onOutput=_logOutput,
             extraVolumes=extraVolumes,
         )
-        self._begin(job, lambda finished: self._closerLookSucceeded(finished, volumeNode))
+        self._begin(job, lambda finished: self._foundStructureAdded(finished, volumeNode, automatic))
         return True
 
-    def _closerLookSucceeded(self, job: Any, volumeNode: Any) -> None:
+    def _foundStructureAdded(self, job: Any, volumeNode: Any, automatic: bool) -> None:
+        """Append what a closer look or the automatic level found (the output segmentation made if needed)."""
         p = self.parameters
         if p.outputSegmentation is None or is_preview(p.outputSegmentation):
             p.outputSegmentation = self.logic.createSegmentationNode(volumeNode)
-        kept = self.logic.finishCloserLookJob(job, p.outputSegmentation, volumeNode)
+        finish = self.logic.finishAutomaticLevelJob if automatic else self.logic.finishCloserLookJob
+        kept = finish(job, p.outputSegmentation, volumeNode)
         self.status = f"Added '{kept.name}' ({kept.voxels} voxels) to {p.outputSegmentation.GetName()}."
 
     def undo(self) -> bool:

@@ -30,9 +30,11 @@ from CUTSSegmentationJobs import (
 )
 from CUTSSegmentationJobs.engine import InputError
 from CUTSSegmentationMRML import (
+    AUTOMATIC_LEVEL,
+    CLOSER_LOOK,
     PERSISTENT,
     SegmentationUndo,
-    add_closer_look,
+    add_found_structure,
     add_structure,
     default_level,
     find_hierarchy_nodes,
@@ -452,18 +454,72 @@ class SegmentationLogic:
                 "no encoder is kept for this hierarchy: run condensation again (or load the encoder it was "
                 "computed with and run it again)"
             )
+        return self._startClickJob(
+            "CUTS closer look",
+            hierarchyNode,
+            seed,
+            volumeNode,
+            model,
+            "always",
+            device,
+            onProgress,
+            onOutput,
+            extraVolumes,
+        )
+
+    def startAutomaticLevelJob(
+        self,
+        hierarchyNode,
+        seed,
+        volumeNode,
+        device: str = "auto",
+        onProgress=None,
+        onOutput=None,
+        extraVolumes=None,
+    ) -> EngineJob:
+        """Start keeping the structure under `seed` at its own level in the background (`cuts binarize --seed`).
+
+        The engine chooses the level from the region's growth across the hierarchy and the image's edges, grows
+        the structure out to the edge and snaps its outline to it; where the hierarchy is too coarse (its finest
+        region under the seed is litres of tissue) or holds several structures in one region, the boxes around
+        the seed decide, with the encoder kept for the hierarchy (without one, the hierarchy's structure is
+        kept). The same structure `cuts binarize --seed` and the batch script keep.
+        """
+        return self._startClickJob(
+            "CUTS structure at its own level",
+            hierarchyNode,
+            seed,
+            volumeNode,
+            self.encoderOf(hierarchyNode),
+            "auto",
+            device,
+            onProgress,
+            onOutput,
+            extraVolumes,
+        )
+
+    def _startClickJob(
+        self, title, hierarchyNode, seed, volumeNode, model, closer, device, onProgress, onOutput, extraVolumes
+    ) -> EngineJob:
+        """`cuts binarize --seed` on the node's hierarchy and the volumes written to the job's folder."""
         hierarchy = self.hierarchyForNode(hierarchyNode)
         volumeNodes = sequence_volumes(volumeNode, extraVolumes)
         check_sequence_volumes(volumeNodes)
         seedXYZ = seed_voxel(seed, volumeNodes[0])
-        job = self._newJob("CUTS closer look", onProgress, onOutput)
+        job = self._newJob(title, onProgress, onOutput)
         try:
             names = sequence_file_names(volumeNodes)
             inputPaths = [write_volume_file(node, job.path(name)) for node, name in zip(volumeNodes, names)]
             hierarchy.save(job.path("hierarchy.npz"))
             job.start(
                 closer_look_args(
-                    job.path("hierarchy.npz"), seedXYZ, inputPaths, model, job.path("structure.nrrd"), device=device
+                    job.path("hierarchy.npz"),
+                    seedXYZ,
+                    inputPaths,
+                    model,
+                    job.path("structure.nrrd"),
+                    device=device,
+                    closer=closer,
                 )
             )
         except BaseException:
@@ -473,8 +529,17 @@ class SegmentationLogic:
 
     def finishCloserLookJob(self, job: EngineJob, segmentationNode, volumeNode, name=None, color=None):
         """Append the structure the closer look found to segmentationNode (undo checkpoint first)."""
+        return self._finishClickJob(job, segmentationNode, volumeNode, CLOSER_LOOK, name, color)
+
+    def finishAutomaticLevelJob(self, job: EngineJob, segmentationNode, volumeNode, name=None, color=None):
+        """Append the structure kept at its own level to segmentationNode (undo checkpoint first)."""
+        return self._finishClickJob(job, segmentationNode, volumeNode, AUTOMATIC_LEVEL, name, color)
+
+    def _finishClickJob(self, job: EngineJob, segmentationNode, volumeNode, levelTag, name, color):
         mask = load_job_mask(job.path("structure.nrrd"))
-        kept = add_closer_look(mask, segmentationNode, volumeNode, name=name, color=color, undo=self.undoHistory)
+        kept = add_found_structure(
+            mask, segmentationNode, volumeNode, name=name, color=color, undo=self.undoHistory, level_tag=levelTag
+        )
         if segmentationNode.GetNodeReference("referenceImageGeometryRef") is None:
             place_with_volume(segmentationNode, volumeNode)
         return kept

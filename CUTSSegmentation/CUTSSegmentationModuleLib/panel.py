@@ -232,7 +232,11 @@ class Panel(VTKObservationMixin):
         self._update()
 
     def onAddStructureButton(self) -> None:
-        self._runAction("Failed to add the structure at the seed.", self.controller.addStructureAtSeed)
+        with slicer.util.tryWithErrorDisplay("Failed to add the structure at the seed.", waitCursor=True):
+            self.controller.addStructureAtSeed()
+            if self.controller.job is not None:  # the automatic level runs in the background
+                self.timer.start()
+        self._update()
 
     def onLookCloserButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Failed to start the closer look.", waitCursor=True):

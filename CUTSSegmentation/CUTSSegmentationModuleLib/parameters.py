@@ -37,6 +37,9 @@ class CUTSSegmentationParameterNode:
     hierarchyNode - The table node holding the hierarchy computed for inputVolume (see CUTSSegmentationMRML).
     level - The hierarchy level shown (0 = finest); the panel keeps it within the hierarchy's levels.
     showPersistent - Show the persistent-structures map instead of a level.
+    automaticLevel - "Add to segmentation" keeps the structure under the seed at its own level, chosen by the
+        engine and grown and snapped to the image's edge, or looked at closer where the hierarchy is too coarse
+        (`cuts binarize --seed`, in the background); off: the structure at the level (or map) shown, at once.
     seedPoints - Markups point list whose first point selects the structure to keep.
     outputSegmentation - The user's segmentation that "Add to segmentation" appends structures to.
     previewSegmentation - The module-owned segmentation that shows the chosen level (never the user's).
@@ -52,6 +55,7 @@ class CUTSSegmentationParameterNode:
     hierarchyNode: vtkMRMLTableNode
     level: Annotated[int, WithinRange(0, MAX_LEVEL)] = 0
     showPersistent: bool = False
+    automaticLevel: bool = True
     seedPoints: vtkMRMLMarkupsFiducialNode
     outputSegmentation: vtkMRMLSegmentationNode
     previewSegmentation: vtkMRMLSegmentationNode

@@ -108,6 +108,7 @@ def test_every_level_previewed_then_three_structures_added_and_undone(study_scen
         hierarchyNode=logic.addHierarchyToScene(hierarchy, volume),
         seedPoints=markups,
         outputSegmentation=user,
+        automaticLevel=False,  # each structure at the level shown
     )
     controller = PanelController(logic, Accelerators())
     controller.setParameters(parameters)

@@ -274,6 +274,8 @@ def test_bound_widgets_have_a_connector_in_every_supported_slicer():
             assert base == "float" and "WithinRange" in validator_names, f"{parameter}: bounded float expected"
         elif cls in ("QLineEdit", "QLabel"):
             assert base == "str"
+        elif cls == "QCheckBox":
+            assert base == "bool", f"{parameter}: a check box holds a bool"
         elif cls == "QPushButton":
             assert base == "bool" and property_text(widget, "checkable") == "true", f"{name} must be checkable"
         else:  # pragma: no cover - a new widget class needs a rule here

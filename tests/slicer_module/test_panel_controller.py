@@ -38,6 +38,7 @@ class PanelParameters:
     hierarchyNode: Any = None
     level: int = 0
     showPersistent: bool = False
+    automaticLevel: bool = True
     seedPoints: Any = None
     outputSegmentation: Any = None
     previewSegmentation: Any = None
@@ -305,5 +306,32 @@ def test_look_closer_adds_what_the_engine_finds_in_boxes_around_the_seed(tmp_pat
     assert np.array_equal(segmentation_to_label_map(segmentation, volume) > 0, expected.mask)
     assert controller.undo() and segmentation.GetSegmentation().GetNumberOfSegments() == 0
 
+    # "Add" with the automatic level (the default): the structure `cuts binarize --seed` keeps, in the background.
+    hierarchy = logic.hierarchyForNode(parameters.hierarchyNode)
+    image = volume_node_to_image(volume)
+    assert parameters.automaticLevel and controller.addStructureAtSeed() is None
+    assert not controller.state().addStructureEnabled  # one job at a time
+    result, _ = _finish(controller)
+    assert result.ok, result.message()
+    segment = segmentation.GetSegmentation().GetNthSegment(0)
+    assert segment.GetName() == "Structure (automatic level)" and segment_tag(segment, LEVEL_TAG) == "automatic level"
+    expected = pipeline().structure_at_click(hierarchy, (20, 20, 4), image, load_model(encoder), device="cpu")
+    assert int(segment_tag(segment, VOXELS_TAG)) == expected.voxels > 0
+    assert np.array_equal(segmentation_to_label_map(segmentation, volume) > 0, expected.mask)
+    assert controller.undo() and segmentation.GetSegmentation().GetNumberOfSegments() == 0
+
     parameters.hierarchyNode.RemoveAttribute(ENCODER_ATTRIBUTE)  # a hierarchy from before encoders were kept
     assert not controller.state().lookCloserEnabled
+    assert controller.state().addStructureEnabled and controller.addStructureAtSeed() is None
+    result, _ = _finish(controller)
+    assert result.ok, result.message()
+    without_encoder = pipeline().structure_at_click(hierarchy, (20, 20, 4), image)  # the hierarchy's own structure
+    assert np.array_equal(segmentation_to_label_map(segmentation, volume) > 0, without_encoder.mask)
+
+    parameters.automaticLevel = False  # the level shown, at once
+    kept = controller.addStructureAtSeed()
+    assert kept is not None and kept.level == parameters.level and controller.job is None
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 2
+    parameters.inputVolume = None
+    parameters.automaticLevel = True
+    assert not controller.state().addStructureEnabled  # the automatic level reads the input's voxels

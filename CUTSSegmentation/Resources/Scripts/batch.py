@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         seed_to_index,
     )
     from CUTSSegmentationMRML import (
-        add_closer_look,
+        add_found_structure,
         add_structure,
         ensure_segmentation_converters,
         export_segmentation,
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
             if kept_level is None:
                 closer = closer_look(hierarchy, keep_seed, volume_nodes, encoder, device=args.device)
             if closer is not None:
-                added.append(add_closer_look(closer.mask, segmentation_node, volume_node))
+                added.append(add_found_structure(closer.mask, segmentation_node, volume_node))
             else:
                 added.append(add_structure(hierarchy, keep_seed, segmentation_node, volume_node, level=kept_level))
         what = "added " + ", ".join(f"'{kept.name}'" for kept in added)

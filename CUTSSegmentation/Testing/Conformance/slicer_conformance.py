@@ -102,6 +102,7 @@ FIELD_DEFAULTS = {
     "hierarchyNode": None,
     "level": 0,
     "showPersistent": False,
+    "automaticLevel": True,
     "seedPoints": None,
     "outputSegmentation": None,
     "previewSegmentation": None,
@@ -290,6 +291,7 @@ def run_checks(source: Path, report: Report) -> None:
         "hierarchyNode": [None, nodes["table"], None],
         "level": [*range(MAX_LEVEL + 1), 0],
         "showPersistent": [True, False],
+        "automaticLevel": [False, True],
         "seedPoints": [None, nodes["markups"], None],
         "outputSegmentation": [None, nodes["segmentation"], None],
         "previewSegmentation": [None, nodes["segmentation"], None],
@@ -340,6 +342,7 @@ def run_checks(source: Path, report: Report) -> None:
                 "hierarchyNode": nodes["table"],
                 "level": MAX_LEVEL,
                 "showPersistent": True,
+                "automaticLevel": False,
                 "seedPoints": nodes["markups"],
                 "outputSegmentation": nodes["segmentation"],
                 "previewSegmentation": nodes["segmentation"],
@@ -495,6 +498,7 @@ def run_checks(source: Path, report: Report) -> None:
             # Voxel (3, 2, 1): the geometry is the identity in LPS, so RAS is (-3, -2, 1).
             seed.AddControlPoint(-3.0, -2.0, 1.0)
             parameters.seedPoints = seed
+            parameters.automaticLevel = False  # the level shown, at once (the automatic level is a job)
             kept = controller.addStructureAtSeed()
             assert user.GetSegmentation().GetNumberOfSegments() == 2 and kept.level == 0
             assert controller.state().undoEnabled and controller.undo()

@@ -87,6 +87,9 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         ijkToRas = vtk.vtkMatrix4x4()
         self.volumeNode.GetIJKToRASMatrix(ijkToRas)
         seedNode.AddControlPoint(ijkToRas.MultiplyPoint([32.0, 32.0, 0.0, 1.0])[:3])
+        ui.automaticLevelCheckBox.checked = False  # the level shown, at once
+        slicer.app.processEvents()
+        self.assertFalse(parameters.automaticLevel)
         for level in (0, hierarchy.n_levels - 1):
             ui.levelSliderWidget.value = level
             slicer.app.processEvents()
@@ -96,6 +99,14 @@ class CUTSSegmentationModuleTest(ScriptedLoadableModuleTest):
         self.assertTrue(ui.undoButton.enabled)
         ui.undoButton.click()
         self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 1)
+        # The structure at its own level: the engine's click, in the background.
+        ui.automaticLevelCheckBox.checked = True
+        slicer.app.processEvents()
+        ui.addStructureButton.click()
+        self.assertIsNotNone(self.widget.panel.controller.job, "the automatic level did not start a job")
+        self._waitForJob()
+        self.assertEqual(output.GetSegmentation().GetNumberOfSegments(), 2)
+        self.assertEqual(output.GetSegmentation().GetNthSegment(1).GetName(), "Structure (automatic level)")
         ui.show3DButton.checked = True
         self.assertTrue(output.GetSegmentation().ContainsRepresentation("Closed surface"))
 
