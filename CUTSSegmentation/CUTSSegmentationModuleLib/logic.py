@@ -483,7 +483,7 @@ class SegmentationLogic:
         the structure out to the edge and snaps its outline to it; where the hierarchy is too coarse (its finest
         region under the seed is litres of tissue) or holds several structures in one region, the boxes around
         the seed decide, with the encoder kept for the hierarchy (without one, the hierarchy's structure is
-        kept). The same structure `cuts binarize --seed` and the batch script keep.
+        kept). The same structure `cuts binarize --seed` keeps.
         """
         return self._startClickJob(
             "CUTS structure at its own level",
