@@ -63,7 +63,7 @@ def segment_volume_with_encoder(
     cancel: CancelToken | None = None,
     extra_volumes: Sequence[Any] | None = None,
 ) -> tuple[Hierarchy, Any]:
-    """`segment_volume`, also returning the encoder that embedded the volume (what `closer_look` needs)."""
+    """`segment_volume`, also returning the encoder that embedded the volume (what `structure_at_click` needs)."""
     image = volumes_to_image(sequence_volumes(volume_node, extra_volumes))
     if isinstance(model, (str, os.PathLike)):
         model = load_model_file(model)
@@ -78,7 +78,7 @@ def segment_volume_with_encoder(
     )
 
 
-def closer_look(
+def structure_at_click(
     hierarchy: Hierarchy,
     seed_xyz: Sequence[float],
     volume_nodes: Sequence[Any],
@@ -87,13 +87,12 @@ def closer_look(
     device: str = "auto",
     progress: ProgressCallback = no_progress,
 ) -> Any:
-    """The engine's structure under a seed where a closer look replaces the hierarchy's (`pipeline
-    .structure_at_click`: boxes around the seed, where the finest region under it is too large to be one
-    structure or holds several); None when the hierarchy's own structure stands."""
-
+    """The engine's structure under a seed (`pipeline.structure_at_click`, what `cuts binarize --seed` keeps):
+    the hierarchy's own, grown and snapped to the edges of every sequence, or a closer look's (boxes around
+    the seed, `box_mm` set) where the finest region under it is too large to be one structure or holds several.
+    """
     image = volumes_to_image(sequence_volumes(list(volume_nodes)))  # the click reads its edges, the look its voxels
-    structure = pipeline().structure_at_click(hierarchy, seed_xyz, image, model, device=device, progress=progress)
-    return structure if structure.box_mm is not None else None
+    return pipeline().structure_at_click(hierarchy, seed_xyz, image, model, device=device, progress=progress)
 
 
 def train_on_volumes(

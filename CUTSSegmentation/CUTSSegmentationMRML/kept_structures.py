@@ -223,13 +223,16 @@ def add_structure(
     name: str | None = None,
     color: Sequence[float] | None = None,
     undo: SegmentationUndo | None = None,
+    choice: StructureChoice | None = None,
 ) -> KeptStructure:
     """Append the structure under the seed to the segmentation as one named, tagged segment.
 
     With `undo`, a checkpoint of the segmentation is saved first, so `undo.undo(segmentation_node)`
-    restores it as it was.
+    restores it as it was. `choice` is the structure when the caller has chosen it already (`level` is then
+    not read); else `choose_structure` chooses it, reading the image's edges from the reference volume.
     """
-    choice = choose_structure(hierarchy, seed_xyz, level, _voxels(reference_volume_node))
+    if choice is None:
+        choice = choose_structure(hierarchy, seed_xyz, level, _voxels(reference_volume_node))
     persistence = persistence_of(hierarchy, choice.label)
     voxels = int(np.count_nonzero(choice.mask))
     name = name or default_structure_name(choice.level, choice.label)
@@ -303,6 +306,38 @@ def add_found_structure(
     id_part = "closer" if level_tag == CLOSER_LOOK else "auto"
     segment_id = _keep(segmentation_node, reference_volume_node, mask, name, color, tags, (id_part, 0), undo)
     return KeptStructure(segmentation_node, segment_id, name, level_tag, 0, 1, voxels)
+
+
+def add_clicked_structure(
+    hierarchy: Hierarchy,
+    seed_xyz: Sequence[float],
+    structure: Any,
+    segmentation_node: Any,
+    reference_volume_node: Any,
+    undo: SegmentationUndo | None = None,
+) -> KeptStructure:
+    """Append what the engine's click kept (`pipeline.structure_at_click`'s Structure for this seed) as it is.
+
+    A closer look's structure (`box_mm` set) is added as `add_found_structure` adds it; the hierarchy's own
+    structure as `add_structure` adds a chosen one, with its level and its label there. Nothing is chosen
+    again: the click read every sequence's edges, where `add_structure` alone would read the reference's.
+    """
+    if structure.box_mm is not None:
+        return add_found_structure(structure.mask, segmentation_node, reference_volume_node, undo=undo)
+    levels = hierarchy.levels
+    volume_shape_zyx = levels.shape[1:] if levels.ndim == 4 else (1, *levels.shape[1:])
+    x, y, z = _seed_in_bounds(seed_xyz, volume_shape_zyx)
+    index = int(structure.level) % hierarchy.n_levels
+    label = int(np.asarray(hierarchy.level(index)).reshape(volume_shape_zyx)[z, y, x])
+    mask = np.asarray(structure.mask, dtype=bool).reshape(volume_shape_zyx)
+    return add_structure(
+        hierarchy,
+        seed_xyz,
+        segmentation_node,
+        reference_volume_node,
+        undo=undo,
+        choice=StructureChoice(mask, index, label),
+    )
 
 
 def segment_tag(segment: Any, key: str) -> str | None:

@@ -346,3 +346,62 @@ def test_a_missing_package_ends_the_run_with_exit_code_1(inputs, tmp_path: Path)
 def test_help_exits_with_code_0():
     completed = run_batch("--help")
     assert completed.returncode == 0 and "--input" in completed.stdout
+
+
+def test_keep_seed_of_two_sequences_keeps_what_cuts_binarize_keeps(inputs, tmp_path: Path):
+    """--keep-seed on several sequences reads every sequence's edges, as `cuts binarize --seed --image A B`."""
+    import SimpleITK as sitk
+    import slicerio
+
+    from CUTSSegmentationLib.evaluate.phantom import oblique_direction, synthetic_phantom_3d
+    from CUTSSegmentationLib.io.writing import itk_image_from_volume
+
+    # A second sequence of the same phantom in which the brain's two halves differ (an edge the first lacks):
+    # read from the first sequence alone, the click at (22, 16, 2) grows over that edge (1,674 voxels, not 756).
+    first, labels = synthetic_phantom_3d(shape=(6, 36, 32), seed=1, direction=oblique_direction(25.0))
+    x = np.arange(labels.shape[2])[None, None, :]
+    values = np.where(labels == 3, np.where(x < 16, 200, 500), labels * 100.0)
+    values = values + np.random.default_rng(7).normal(0.0, 15.0, labels.shape)
+    second = tmp_path / "second.nrrd"
+    sitk.WriteImage(itk_image_from_volume(values.astype(np.int16), first.geometry), str(second))
+    sequences = [str(inputs["nrrd"]), str(second)]
+    seed = "22,16,2"
+    common = ["--device", "cpu"]
+    engine = [sys.executable, "-m", "CUTSSegmentationLib"]
+    run = {"check": False, "capture_output": True, "text": True, "timeout": 600}
+    segmented = subprocess.run(
+        [
+            *engine,
+            "segment",
+            *sequences,
+            "--out",
+            str(tmp_path / "run"),
+            "--epochs",
+            "1",
+            "--progress",
+            "none",
+            *common,
+        ],
+        **run,
+    )
+    assert segmented.returncode == 0, segmented.stderr
+    mask_file = tmp_path / "click.nrrd"
+    clicked = subprocess.run(
+        [*engine, "binarize", str(tmp_path / "run" / "hierarchy.npz"), "--seed", seed, "--image", *sequences,
+         "--out", str(mask_file), *common],
+        **run,
+    )  # fmt: skip
+    assert clicked.returncode == 0, clicked.stderr
+    expected = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_file))).astype(bool)  # (z, y, x)
+
+    out = tmp_path / "kept.seg.nrrd"
+    completed = run_batch(
+        "--input", sequences[0], "--input", sequences[1], "--output", out, "--keep-seed", seed,
+        "--epochs", "1", *common,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    segmentation = read_seg(out)
+    (segment,) = segmentation["segments"]
+    kept = slicerio.extract_segments(segmentation, [(segment["name"], 1)])["voxels"].transpose(2, 1, 0) > 0
+    assert kept.any() and int(segment["tags"]["CUTS.Voxels"]) == int(kept.sum())
+    np.testing.assert_array_equal(kept, expected)

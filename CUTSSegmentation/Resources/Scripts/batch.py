@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         seed_to_index,
     )
     from CUTSSegmentationMRML import (
-        add_found_structure,
+        add_clicked_structure,
         add_structure,
         ensure_segmentation_converters,
         export_segmentation,
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         push_level,
     )
     from CUTSSegmentationMRML.bridge import read_segmentation_file
-    from CUTSSegmentationMRML.in_process import closer_look, load_model_file, segment_volume_with_encoder
+    from CUTSSegmentationMRML.in_process import load_model_file, segment_volume_with_encoder, structure_at_click
     from CUTSSegmentationMRML.sequences import check_sequence_volumes
     from CUTSSegmentationMRML.volume_files import read_volume_file
 
@@ -202,12 +202,9 @@ def run(args: argparse.Namespace) -> int:
         kept_level = None if args.level is None else level
         added = []
         for keep_seed in keep_seeds:
-            # The structure's own level, or (where no level holds it) what boxes around the seed agree on.
-            closer = None
-            if kept_level is None:
-                closer = closer_look(hierarchy, keep_seed, volume_nodes, encoder, device=args.device)
-            if closer is not None:
-                added.append(add_found_structure(closer.mask, segmentation_node, volume_node))
+            if kept_level is None:  # the structure's own level, or what boxes around the seed agree on
+                structure = structure_at_click(hierarchy, keep_seed, volume_nodes, encoder, device=args.device)
+                added.append(add_clicked_structure(hierarchy, keep_seed, structure, segmentation_node, volume_node))
             else:
                 added.append(add_structure(hierarchy, keep_seed, segmentation_node, volume_node, level=kept_level))
         what = "added " + ", ".join(f"'{kept.name}'" for kept in added)
