@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .condense.hierarchy import AUTO, PERSISTENT, Hierarchy, parse_level
-from .condense.structures import Structure, labelled_seed, snapped_structure, structure_at_seed
+from .condense.structures import Structure, labelled_seed, structure_at_seed
 from .condense.zoom import finest_region, region_millilitres
 from .core.errors import InputError
 from .core.exit_codes import EXIT_OK, run_command
@@ -265,7 +265,7 @@ def cmd_binarize(args: argparse.Namespace) -> int:
         if image is None:
             print("note: without the segmented image (--image) the level follows region sizes alone", file=sys.stderr)
         if looks:
-            structure = _closer_look(args, hierarchy, seed, structure, image, intensities)
+            structure = _closer_look(args, hierarchy, seed, structure, image)
         if structure.box_mm is not None:
             where = f"level {structure.level} of the hierarchy of a {structure.box_mm:g} mm box around the seed"
         else:
@@ -305,7 +305,6 @@ def _closer_look(
     seed,
     structure: Structure,
     image: Optional[ImageData],
-    intensities: Optional[np.ndarray],
 ) -> Structure:
     """The structure the hierarchies of boxes around the seed agree on where it is needed (``--closer auto``:
     `structure_at_click`) or asked for (``--closer always``), or `structure` (unsnapped, `structure_at_seed(...,
@@ -319,9 +318,13 @@ def _closer_look(
     size = f"{millilitres / 1e3:.1f} litres" if millilitres >= 1e3 else f"{millilitres:.0f} mL"
     model_path = args.model or str(Path(args.hierarchy).with_name(MODEL_OUTPUT))
     always = args.closer == "always"
+
+    def kept_as_found() -> Structure:  # snapped to the image's edge where the image is there
+        return structure_at_click(hierarchy, seed, image, structure=structure, look_closer=False)
+
     if hierarchy.is_2d:
         if not always:
-            return _kept_as_found(structure, intensities, hierarchy)
+            return kept_as_found()
         raise InputError("--closer always needs a volume; this hierarchy is of a 2D image")
     needed = always or needs_closer_look(hierarchy, structure)
     missing = []
@@ -332,14 +335,14 @@ def _closer_look(
     if missing and always:
         raise InputError(f"--closer always needs {' and '.join(missing)}")
     if missing and not needed:
-        return _kept_as_found(structure, intensities, hierarchy)
+        return kept_as_found()
     if missing:
         print(
             f"note: the region under the seed at the finest level is {size}, too large to be one structure; "
             f"give {' and '.join(missing)} to look closer around the seed",
             file=sys.stderr,
         )
-        return _kept_as_found(structure, intensities, hierarchy)
+        return kept_as_found()
     why = f"the finest region under it is {size}" if needed else "whether the region under it is one structure"
     print(f"looking closer around the seed ({why})", file=sys.stderr)
     return structure_at_click(
@@ -352,14 +355,6 @@ def _closer_look(
         look_closer=True if always else None,
         progress=_progress(args.progress),
     )
-
-
-def _kept_as_found(structure: Structure, intensities: Optional[np.ndarray], hierarchy: Hierarchy) -> Structure:
-    """The whole hierarchy's structure kept without a closer look: snapped to the image's edge where the image
-    is there (`snapped_structure`), as `structure_at_seed` would have."""
-    if intensities is None:
-        return structure
-    return snapped_structure(structure, intensities, hierarchy.geometry.spacing)
 
 
 def _recorded_inputs(hierarchy: Hierarchy) -> list[str]:
