@@ -1,8 +1,8 @@
 """The 3D benchmark's cases: which scan, which structure of its reference mask, which dataset.
 
 A case is one structure a clinician would click in one scan. Its inputs are a list of co-registered volumes
-(the first defines the grid; single-sequence cases have one), its reference is `label == value` (or
-`label > 0` for a whole tumour). The data live in `../shared/data/volumes` next to the repository, or where
+(the first defines the grid; single-sequence cases have one), its reference is `label == value` (any of
+several values for a tumour core, `label > 0` for a whole tumour). The data live in `../shared/data/volumes` next to the repository, or where
 `$CUTS_VOLUMES_DIR` points. Cases of the "sanity" group have a pseudo-reference (TotalSegmentator's own
 output): they are reported apart and left out of every mean.
 """
@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,16 +29,19 @@ def volumes_dir() -> Path:
 
 @dataclass(frozen=True)
 class Case:
-    """One structure in one scan. `label_value` None means "every nonzero label" (whole tumour)."""
+    """One structure in one scan. `label_value` None means "every nonzero label" (whole tumour), a tuple "any
+    of these labels" (tumour core)."""
 
     name: str
     dataset: str
     inputs: tuple[str, ...]  #: volume files relative to the data folder; the first defines the grid
     label: str
-    label_value: Optional[int]
+    label_value: Optional[Union[int, tuple[int, ...]]]
     structure: str
     group: str = "expert"  #: "expert", "sanity" (pseudo-reference) or "multi-sequence"; only "expert" is averaged
     notes: str = field(default="", compare=False)
+    #: The input the baselines see: the sequence a sceptic would threshold or grow for this structure.
+    baseline_input: int = 0
 
     def paths(self, root: Path) -> list[Path]:
         return [root / p for p in self.inputs]
@@ -60,6 +63,21 @@ def _brats(patient: str, sequences: tuple[str, ...] = ("flair",)) -> Case:
         None,
         "whole tumour (label > 0)",
         group="multi-sequence" if several else "expert",
+    )
+
+
+def _brats_core(patient: str) -> Case:
+    """The tumour core (necrosis, non-enhancing and enhancing tumour: BraTS labels 1, 3, 4) of a glioma on FLAIR
+    and contrast T1 as two channels: the structure the contrast draws (baselines on the contrast T1)."""
+    return Case(
+        f"brats-{patient}-flair+t1c-tc",
+        "brats-flair+t1c",
+        (f"brats/{patient}/flair.nii.gz", f"brats/{patient}/t1c.nii.gz"),
+        f"brats/{patient}/label.nii.gz",
+        (1, 3, 4),
+        "tumour core (labels 1, 3, 4)",
+        group="multi-sequence",
+        baseline_input=1,
     )
 
 
@@ -115,9 +133,12 @@ CASES: tuple[Case, ...] = (
 )
 
 #: Several sequences on one grid, segmented as the channels of one image and scored beside the single-sequence
-#: runs (their baselines see the first sequence, as the single-sequence case's do). Reported apart from the
-#: single-sequence mean. Sarcoma CT + PET are on different grids and would need resampling: not listed.
-MULTI_SEQUENCE_CASES: tuple[Case, ...] = tuple(_brats(p, ("flair", "t1c")) for p in ("pat0001", "pat0002", "pat0003"))
+#: runs: the whole tumour (baselines on FLAIR, as the single-sequence case's) and, on the same runs, the tumour
+#: core the contrast draws (baselines on the contrast T1). Reported apart from the single-sequence mean. Sarcoma
+#: CT + PET are on different grids and would need resampling: not listed.
+MULTI_SEQUENCE_CASES: tuple[Case, ...] = tuple(
+    case for p in ("pat0001", "pat0002", "pat0003") for case in (_brats(p, ("flair", "t1c")), _brats_core(p))
+)
 
 #: Every case the benchmark runs by default.
 ALL_CASES: tuple[Case, ...] = CASES + MULTI_SEQUENCE_CASES
@@ -162,4 +183,6 @@ def load_volume(case: Case, root: Path) -> Volume:
 def load_reference(case: Case, root: Path) -> np.ndarray:
     """The structure's bool mask (Z, Y, X)."""
     labels, _ = read_array(root / case.label)
-    return labels > 0 if case.label_value is None else labels == case.label_value
+    if case.label_value is None:
+        return labels > 0
+    return np.isin(labels, np.atleast_1d(case.label_value))

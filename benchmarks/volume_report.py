@@ -183,7 +183,7 @@ def speed_table(rows: Sequence[dict[str, Any]]) -> list[str]:
 def sequences_table(rows: Sequence[dict[str, Any]], click: str) -> list[str]:
     """Each multi-sequence case beside the single-sequence case of the same structure (its first sequence)."""
     single = {(tuple(r["inputs"][:1]), r["structure"]): r for r in rows if len(r["inputs"]) == 1}
-    head = ["structure", "first sequence alone", "all sequences as channels", "best baseline (first sequence)"]
+    head = ["structure", "first sequence alone", "all sequences as channels", "best baseline (on)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         if len(row["inputs"]) < 2:
@@ -194,7 +194,7 @@ def sequences_table(rows: Sequence[dict[str, Any]], click: str) -> list[str]:
             f"{row['case']}: {row['structure']}",
             _cell(_engine_score(alone, SELF_TRAINED, click)) if alone else "-",
             f"**{_cell(_engine_score(row, SELF_TRAINED, click))}** ({' + '.join(Path(p).name for p in row['inputs'])})",
-            f"{_cell(row['baselines'][best])} ({best})",
+            f"{_cell(row['baselines'][best])} ({best}, on {Path(row.get('baseline_input', row['inputs'][0])).name})",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
@@ -216,7 +216,8 @@ def markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], figure: Optio
             "encoder trained on the dataset's volumes. Oracle columns use the reference to choose (label hint, best "
             "k, best level) and are not what a user gets. *sanity* cases have TotalSegmentator's output as "
             "reference and are left out of the means; *multi-sequence* cases segment FLAIR and contrast T1 together "
-            "as two channels (baselines on FLAIR, as in the FLAIR-only row) and are averaged apart."
+            "as two channels and are averaged apart: the whole tumour (baselines on FLAIR, as in the FLAIR-only row) and "
+            "the tumour core the contrast draws (labels 1, 3, 4; baselines on contrast T1)."
         ),
         "",
         (
@@ -238,7 +239,11 @@ def markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], figure: Optio
     lines += kmeans_table([r for r in rows if r["group"] != "multi-sequence"])
     several = sequences_table(rows, click)
     if several:
-        lines += ["", "Several sequences at once (seed-point Dice / HD95 mm, self-trained, same click):", ""]
+        lines += [
+            "",
+            "Several sequences at once (seed-point Dice / HD95 mm, self-trained, each structure's own click):",
+            "",
+        ]
         lines += several
     lines += [
         "",

@@ -134,14 +134,16 @@ def evaluate_volume(cases: list[Case], options: dict[str, Any]) -> list[dict[str
             "structure_voxels": int(np.count_nonzero(reference)),
             "seed_xyz": [int(v) for v in seed],
         }
-        row["baselines"], slices = score_baselines(volume.image, volume.spacing, seed, reference, slic=options["slic"])
+        image = volume.channels[case.baseline_input]  # the sequence the baselines see
+        row["baseline_input"] = case.inputs[case.baseline_input]
+        row["baselines"], slices = score_baselines(image, volume.spacing, seed, reference, slic=options["slic"])
         row["engine"] = {}
         for run_name, (path, report) in runs.items():
             scored, engine_slices = score_hierarchy(path, volume.paths, seed, volume.spacing, reference)
             row["engine"][run_name] = {**scored, "run": report}
             slices.update({f"{name} [{run_name}]": m for name, m in engine_slices.items()})
         row["figure"] = {
-            "image": volume.image[int(seed[2])].astype(np.float32),
+            "image": image[int(seed[2])].astype(np.float32),
             "reference": _seed_slice(reference, seed),
             "masks": slices,
         }
