@@ -73,6 +73,12 @@ def _seed_in_bounds(seed_xyz: Sequence[float], shape: tuple[int, ...]) -> tuple[
     return x, y, z
 
 
+def _levels_zyx(hierarchy: Hierarchy) -> Any:
+    """The hierarchy's levels as (L, Z, Y, X): a 2D hierarchy's as one slice."""
+    levels = hierarchy.levels
+    return levels.reshape(levels.shape[0], 1, *levels.shape[1:]) if levels.ndim == 3 else levels
+
+
 def choose_structure(
     hierarchy: Hierarchy, seed_xyz: Sequence[float], level: LevelChoice = None, image: Optional[np.ndarray] = None
 ) -> StructureChoice:
@@ -84,8 +90,7 @@ def choose_structure(
     "persistent" the structure of the persistent map. An engine without `structure_at_seed` keeps every voxel
     of the seed's label (at the middle level when none is given).
     """
-    levels = hierarchy.levels
-    volume = levels.reshape(levels.shape[0], 1, *levels.shape[1:]) if levels.ndim == 3 else levels
+    volume = _levels_zyx(hierarchy)
     x, y, z = _seed_in_bounds(seed_xyz, volume.shape[1:])
     if level is not None and parse_level(level) == PERSISTENT:
         labels = level_label_map(hierarchy, PERSISTENT).reshape(volume.shape[1:])
@@ -324,12 +329,11 @@ def add_clicked_structure(
     """
     if structure.box_mm is not None:
         return add_found_structure(structure.mask, segmentation_node, reference_volume_node, undo=undo)
-    levels = hierarchy.levels
-    volume_shape_zyx = levels.shape[1:] if levels.ndim == 4 else (1, *levels.shape[1:])
-    x, y, z = _seed_in_bounds(seed_xyz, volume_shape_zyx)
+    volume = _levels_zyx(hierarchy)
+    x, y, z = _seed_in_bounds(seed_xyz, volume.shape[1:])
     index = int(structure.level) % hierarchy.n_levels
-    label = int(np.asarray(hierarchy.level(index)).reshape(volume_shape_zyx)[z, y, x])
-    mask = np.asarray(structure.mask, dtype=bool).reshape(volume_shape_zyx)
+    label = int(volume[index, z, y, x])
+    mask = np.asarray(structure.mask, dtype=bool).reshape(volume.shape[1:])
     return add_structure(
         hierarchy,
         seed_xyz,
