@@ -354,6 +354,7 @@ def structure_at_click(
         device=torch_device,
         progress=progress,
         cancel=cancel,
+        box_filling=compare,  # a box the click's region fills is evidence only when checking the whole's
     )
     mask = to_image_grid(zoomed.mask.reshape(-1).view(np.uint8), factors, hierarchy.shape).reshape(hierarchy.shape)
     mask, grown_mm = grow_to_edge(mask.astype(bool), intensities, spacing)

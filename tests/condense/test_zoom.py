@@ -14,6 +14,7 @@ from CUTSSegmentationLib.condense.binarize import innermost_point
 from CUTSSegmentationLib.condense.zoom import (
     ZOOM_SIDES_MM,
     box_around,
+    fills_box,
     is_unresolved,
     splits_whole,
     structure_in_boxes,
@@ -38,8 +39,9 @@ def test_boxes_are_cubes_in_millimetres_clipped_to_the_grid() -> None:
 
 
 @pytest.fixture(scope="module")
-def thorax_ct():
-    """The thorax CT on its working grid, the tumour's mask on that grid, and the click (the tumour's centre)."""
+def thorax_labels():
+    """The thorax CT on its working grid, its expert labels (1, 2 lungs, 3 spinal cord, 4 tumour) and the
+    working grid's blocks."""
     import SimpleITK as sitk
 
     root = volumes_dir()
@@ -47,19 +49,27 @@ def thorax_ct():
     if not path.is_file():
         pytest.fail(f"3D volumes not found at {root} (set CUTS_VOLUMES_DIR)")
     image = read_image(path)
-    fz, fy, fx = working_factors(image)
-    working = block_mean(image, (fz, fy, fx))
+    factors = working_factors(image)
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "lung" / "LUNG1-001_label.nii.gz")))
-    tumour = labels == 4
-    x, y, z = innermost_point(tumour, image.geometry.spacing)
-    return working, tumour[::fz, ::fy, ::fx], (z // fz, y // fy, x // fx)
+    return image, block_mean(image, factors), labels, factors
 
 
-@pytest.mark.slow
-def test_boxes_around_the_click_separate_the_tumour(thorax_ct) -> None:
-    """With the simplest embedding (the voxel's intensity and its in-plane local mean), the member the three
-    boxes agree on is the tumour; no whole-volume level holds it. (With the self-trained encoder: 0.78.)"""
-    working, tumour, click = thorax_ct
+def _structure_on_working_grid(thorax_labels, value: int):
+    """The working grid, the structure's mask on it and its click (the structure's innermost voxel)."""
+    image, working, labels, (fz, fy, fx) = thorax_labels
+    mask = labels == value
+    x, y, z = innermost_point(mask, image.geometry.spacing)
+    return working, mask[::fz, ::fy, ::fx], (z // fz, y // fy, x // fx)
+
+
+@pytest.fixture(scope="module")
+def thorax_ct(thorax_labels):
+    """The thorax CT on its working grid, the tumour's mask on that grid, and the click (the tumour's centre)."""
+    return _structure_on_working_grid(thorax_labels, 4)
+
+
+def _simplest_embedding(working):
+    """The voxel's intensity and its in-plane local mean, scaled to the scan's robust range: ``embed(box)``."""
     array = working.array[..., 0]
     low, high = np.percentile(array, [0.5, 99.5])
     smooth = ndi.gaussian_filter(array, (0, 1.5, 1.5))
@@ -68,13 +78,54 @@ def test_boxes_around_the_click_separate_the_tumour(thorax_ct) -> None:
         rows = np.stack([(array[box] - low) / (high - low), (smooth[box] - low) / (high - low)], axis=-1)
         return rows.reshape(-1, 2).astype(np.float32)
 
-    zoomed = structure_in_boxes(working, click, embed)
+    return embed
+
+
+@pytest.mark.slow
+def test_boxes_around_the_click_separate_the_tumour(thorax_ct) -> None:
+    """With the simplest embedding (the voxel's intensity and its in-plane local mean), the member the three
+    boxes agree on is the tumour; no whole-volume level holds it. (With the self-trained encoder: 0.78.)"""
+    working, tumour, click = thorax_ct
+    zoomed = structure_in_boxes(working, click, _simplest_embedding(working))
     assert zoomed.mask.shape == tumour.shape and zoomed.mask[click]
     assert zoomed.side_mm in ZOOM_SIDES_MM and zoomed.agreement > 0.5
     outer = box_around(click, max(ZOOM_SIDES_MM), working.geometry.spacing, tumour.shape)
     assert not zoomed.mask.sum() - zoomed.mask[outer].sum()  # nothing outside the largest box
     assert ndi.label(zoomed.mask)[1] == 1  # one connected structure
     assert dice(zoomed.mask, tumour) > 0.5
+
+
+def _reaches_every_face(zoomed) -> bool:
+    member_box = ndi.find_objects(zoomed.mask.astype(np.uint8))[0]
+    local = tuple(slice(m.start - b.start, m.stop - b.start) for m, b in zip(member_box, zoomed.box))
+    return fills_box(local, [b.stop - b.start for b in zoomed.box])
+
+
+@pytest.mark.slow
+def test_regions_filling_their_box_compete_only_when_the_whole_structure_is_checked(thorax_labels) -> None:
+    """The spinal cord, a 400 mm tube, leaves every box: with every member competing, the boxes agree on the
+    soft tissue around it; leaving out the members that reach every face of their box keeps a region inside
+    the box that holds six times more of the cord. The right lung is larger than every box: there the member the
+    boxes agree on is the lung inside the box (what tells the whole-volume check that the structure is larger
+    than the box), and leaving the members filling a box out would keep a part of it."""
+    working, cord, click = _structure_on_working_grid(thorax_labels, 3)
+    embed = _simplest_embedding(working)
+    every = structure_in_boxes(working, click, embed)
+    inside = structure_in_boxes(working, click, embed, box_filling=False)
+    for zoomed in (every, inside):
+        assert zoomed.mask[click] and ndi.label(zoomed.mask)[1] == 1
+    assert not _reaches_every_face(inside)
+    assert dice(inside.mask, cord) > 3 * dice(every.mask, cord)
+
+    working, lung, click = _structure_on_working_grid(thorax_labels, 2)
+    every = structure_in_boxes(working, click, embed)
+    inside = structure_in_boxes(working, click, embed, box_filling=False)
+    in_box = np.zeros_like(lung)
+    in_box[every.box] = lung[every.box]
+    assert dice(every.mask, in_box) > 0.95
+    in_box = np.zeros_like(lung)
+    in_box[inside.box] = lung[inside.box]
+    assert dice(inside.mask, in_box) < 0.5
 
 
 def test_a_closer_look_reports_each_box_and_stops_when_cancelled() -> None:
