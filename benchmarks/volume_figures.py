@@ -39,7 +39,7 @@ def click_panel(
     }
 
 
-def _crop(reference: np.ndarray, seed_yx: Sequence[int], margin: float = 0.35) -> tuple[slice, slice]:
+def crop_around(reference: np.ndarray, seed_yx: Sequence[int], margin: float = 0.35) -> tuple[slice, slice]:
     """The structure's bounding box on this slice grown by `margin` of its size (at least 12 pixels)."""
     ys, xs = np.nonzero(reference)
     if ys.size == 0:
@@ -51,7 +51,8 @@ def _crop(reference: np.ndarray, seed_yx: Sequence[int], margin: float = 0.35) -
     return box[0], box[1]
 
 
-def _outline(ax, mask: Optional[np.ndarray], colour: str, aspect: float) -> None:
+def draw_outline(ax, mask: Optional[np.ndarray], colour: str, aspect: float) -> None:
+    """Outline `mask` on `ax` in `colour` (nothing for an empty or full mask, which has no outline)."""
     if mask is None or not mask.any() or mask.all():
         return
     ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=0.9)
@@ -76,7 +77,7 @@ def draw_cases(
     for ax in axes.ravel():
         ax.axis("off")
     for ax, panel in zip(axes.ravel(), panels):
-        ys, xs = _crop(panel["reference"], panel["seed_yx"])
+        ys, xs = crop_around(panel["reference"], panel["seed_yx"])
         image = panel["image"][ys, xs]
         lo, hi = np.percentile(image, [1, 99])
         ax.imshow(
@@ -84,7 +85,7 @@ def draw_cases(
         )
         for key in ("reference", "engine", "baseline"):
             mask = panel.get(key)
-            _outline(ax, None if mask is None else mask[ys, xs], COLOURS[key], panel["aspect"])
+            draw_outline(ax, None if mask is None else mask[ys, xs], COLOURS[key], panel["aspect"])
         ax.plot([panel["seed_yx"][1] - xs.start], [panel["seed_yx"][0] - ys.start], "+", color="cyan", ms=6)
         ax.set_title(panel["title"], fontsize=6.5)
     handles = [Line2D([0], [0], color=c, lw=1.5) for c in COLOURS.values()]

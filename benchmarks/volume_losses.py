@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from volume_cases import ALL_CASES, Case, load_reference, select_cases, volumes_dir  # noqa: E402
 from volume_engine import EngineRun, benchmark_runs, engine_source_hash, innermost_point  # noqa: E402
-from volume_figures import COLOURS, _crop, _outline  # noqa: E402
+from volume_figures import COLOURS, crop_around, draw_outline  # noqa: E402
 from volume_scoring import best_baseline, dice  # noqa: E402
 
 RESULTS = HERE / "results" / "volumes3d.json"
@@ -188,7 +188,7 @@ def draw(losses: Sequence[Loss], path: Path, per_row: int = 2) -> Path:
         ax.axis("off")
     for i, loss in enumerate(losses):
         ax_slice, ax_chain = axes[i // per_row, 2 * (i % per_row)], axes[i // per_row, 2 * (i % per_row) + 1]
-        ys, xs = _crop(loss.reference | loss.engine, loss.seed_yx)
+        ys, xs = crop_around(loss.reference | loss.engine, loss.seed_yx)
         image = loss.image[ys, xs]
         lo, hi = np.percentile(image, [1, 99])
         ax_slice.imshow(
@@ -199,7 +199,7 @@ def draw(losses: Sequence[Loss], path: Path, per_row: int = 2) -> Path:
             (loss.engine, COLOURS["engine"]),
             (loss.best_member, CHAIN_COLOUR),
         ):
-            _outline(ax_slice, mask[ys, xs], colour, loss.aspect)
+            draw_outline(ax_slice, mask[ys, xs], colour, loss.aspect)
         ax_slice.plot([loss.seed_yx[1] - xs.start], [loss.seed_yx[0] - ys.start], "+", color="cyan", ms=6)
         ax_slice.set_title(loss.case, fontsize=7)
 
