@@ -3,8 +3,8 @@
 A case is one structure a clinician would click in one scan. Its inputs are a list of co-registered volumes
 (the first defines the grid; single-sequence cases have one), its reference is `label == value` (any of
 several values for a tumour core, `label > 0` for a whole tumour). The data live in `../shared/data/volumes`
-next to the repository, or where `$CUTS_VOLUMES_DIR` points. Cases of the "sanity" group have a pseudo-reference (TotalSegmentator's own
-output): they are reported apart and left out of every mean.
+next to the repository, or where `$CUTS_VOLUMES_DIR` points. Cases of the "sanity" group have a pseudo-reference
+(TotalSegmentator's own output): they are reported apart and left out of every mean.
 """
 
 from __future__ import annotations

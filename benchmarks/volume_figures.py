@@ -58,6 +58,25 @@ def draw_outline(ax, mask: Optional[np.ndarray], colour: str, aspect: float) -> 
     ax.contour(mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=0.9)
 
 
+def draw_slice(
+    ax,
+    image: np.ndarray,
+    outlines: Sequence[tuple[Optional[np.ndarray], str]],
+    seed_yx: Sequence[int],
+    aspect: float,
+    crop_to: np.ndarray,
+) -> None:
+    """One slice in grey, cropped around `crop_to` (`crop_around`), with each (mask, colour) of `outlines`
+    outlined and the click as a cyan cross."""
+    ys, xs = crop_around(crop_to, seed_yx)
+    image = image[ys, xs]
+    lo, hi = np.percentile(image, [1, 99])
+    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect, interpolation="nearest")
+    for mask, colour in outlines:
+        draw_outline(ax, None if mask is None else mask[ys, xs], colour, aspect)
+    ax.plot([seed_yx[1] - xs.start], [seed_yx[0] - ys.start], "+", color="cyan", ms=6)
+
+
 def draw_cases(
     panels: Sequence[dict[str, Any]],
     path: Path,
@@ -77,16 +96,8 @@ def draw_cases(
     for ax in axes.ravel():
         ax.axis("off")
     for ax, panel in zip(axes.ravel(), panels):
-        ys, xs = crop_around(panel["reference"], panel["seed_yx"])
-        image = panel["image"][ys, xs]
-        lo, hi = np.percentile(image, [1, 99])
-        ax.imshow(
-            image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=panel["aspect"], interpolation="nearest"
-        )
-        for key in ("reference", "engine", "baseline"):
-            mask = panel.get(key)
-            draw_outline(ax, None if mask is None else mask[ys, xs], COLOURS[key], panel["aspect"])
-        ax.plot([panel["seed_yx"][1] - xs.start], [panel["seed_yx"][0] - ys.start], "+", color="cyan", ms=6)
+        outlines = [(panel.get(key), COLOURS[key]) for key in ("reference", "engine", "baseline")]
+        draw_slice(ax, panel["image"], outlines, panel["seed_yx"], panel["aspect"], panel["reference"])
         ax.set_title(panel["title"], fontsize=6.5)
     handles = [Line2D([0], [0], color=c, lw=1.5) for c in COLOURS.values()]
     fig.legend(

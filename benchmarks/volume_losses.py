@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from volume_cases import ALL_CASES, Case, load_reference, select_cases, volumes_dir  # noqa: E402
 from volume_engine import EngineRun, benchmark_runs, engine_source_hash, innermost_point  # noqa: E402
-from volume_figures import COLOURS, crop_around, draw_outline  # noqa: E402
+from volume_figures import COLOURS, draw_slice  # noqa: E402
 from volume_scoring import best_baseline, dice  # noqa: E402
 
 RESULTS = HERE / "results" / "volumes3d.json"
@@ -106,25 +106,20 @@ def chain_scores(
     return scores, np.asarray(chain.sizes), best_mask
 
 
-def engine_click(run: EngineRun, seed_xyz: Sequence[int]):
-    """The engine's Structure for the click, as `cuts binarize --seed` computes it."""
+def measure(cases: Sequence[Case], results: dict) -> list[Loss]:
     from CUTSSegmentationLib import pipeline
     from CUTSSegmentationLib.io.sequences import read_sequences
     from CUTSSegmentationLib.learn.modelfile import load_model
 
-    model = load_model(run.model, device="cpu") if run.model is not None else None
-    image = read_sequences(list(run.inputs))
-    return pipeline.structure_at_click(run.hierarchy, seed_xyz, image, model, device="cpu")
-
-
-def measure(cases: Sequence[Case], results: dict) -> list[Loss]:
     rows = {row["case"]: row for row in results["cases"]}
     losses = []
     for group, volume, run in benchmark_runs(cases):
+        image = read_sequences(list(run.inputs))  # what `cuts binarize --seed` reads, once per volume
+        model = load_model(run.model, device="cpu") if run.model is not None else None
         for case in group:
             truth = load_reference(case, volumes_dir())
             seed = innermost_point(truth, volume.spacing)
-            structure = engine_click(run, seed)
+            structure = pipeline.structure_at_click(run.hierarchy, seed, image, model, device="cpu")
             chain_dice, chain_voxels, best_member = chain_scores(run, seed, truth)
             row = rows[case.name]
             baseline = best_baseline(row)
@@ -188,19 +183,12 @@ def draw(losses: Sequence[Loss], path: Path, per_row: int = 2) -> Path:
         ax.axis("off")
     for i, loss in enumerate(losses):
         ax_slice, ax_chain = axes[i // per_row, 2 * (i % per_row)], axes[i // per_row, 2 * (i % per_row) + 1]
-        ys, xs = crop_around(loss.reference | loss.engine, loss.seed_yx)
-        image = loss.image[ys, xs]
-        lo, hi = np.percentile(image, [1, 99])
-        ax_slice.imshow(
-            image, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6), aspect=loss.aspect, interpolation="nearest"
-        )
-        for mask, colour in (
+        outlines = [
             (loss.reference, COLOURS["reference"]),
             (loss.engine, COLOURS["engine"]),
             (loss.best_member, CHAIN_COLOUR),
-        ):
-            draw_outline(ax_slice, mask[ys, xs], colour, loss.aspect)
-        ax_slice.plot([loss.seed_yx[1] - xs.start], [loss.seed_yx[0] - ys.start], "+", color="cyan", ms=6)
+        ]
+        draw_slice(ax_slice, loss.image, outlines, loss.seed_yx, loss.aspect, loss.reference | loss.engine)
         ax_slice.set_title(loss.case, fontsize=7)
 
         ax_chain.axis("on")
