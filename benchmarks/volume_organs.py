@@ -140,13 +140,14 @@ def score_structure(
     return row
 
 
-def evaluate(volume: MultiOrganVolume, root: Path) -> dict[int, dict[str, Any]]:
-    """Every kept structure of one volume, scored (the engine's run cached as `volumes3d.py` caches it)."""
+def evaluate(volume: MultiOrganVolume, root: Path, seed: int = 0) -> dict[int, dict[str, Any]]:
+    """Every kept structure of one volume, scored (the engine's run, with training and condensation `seed`, cached
+    as `volumes3d.py` caches it)."""
     path = root / volume.image
     image, spacing = read_array(path)
     image = image.astype(np.float32, copy=False)
     labels, _ = read_array(root / volume.labels)
-    hierarchy, _ = engine.run_segment([path], {"seed": 0, "train_epochs": None})
+    hierarchy, _ = engine.run_segment([path], {"seed": seed, "train_epochs": None})
     run = engine.load_run(hierarchy, [path])
     rows = {}
     for label, name in volume.names.items():
@@ -204,9 +205,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, help="write every score here")
     parser.add_argument("--figure", type=Path, help="write the slices where the closer look changed the click here")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the engine's training and condensation (default 0)"
+    )
     args = parser.parse_args(argv)
     root = volumes_dir()
-    results = {volume.key: evaluate(volume, root) for volume in VOLUMES}
+    results = {volume.key: evaluate(volume, root, args.seed) for volume in VOLUMES}
     print(markdown(results))
     panels = [row.pop("panel") for rows in results.values() for row in rows.values() if "panel" in row]
     if args.figure and panels:
